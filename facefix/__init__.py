@@ -1,0 +1,3 @@
+"""facefix: plugin-based blind face restoration."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from facefix.cli import main
+
+main()

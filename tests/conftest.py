@@ -1,0 +1,45 @@
+"""Shared fixtures. Real material lives in ../shared beside the project; tests that
+need it skip cleanly when it is absent (it is never copied into the repository)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+PROJECT = Path(__file__).resolve().parents[1]
+SHARED = PROJECT.parent / "shared"
+
+
+def shared_path(*parts: str) -> Path:
+    """A path under ../shared, skipping the calling test when it is missing."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"../shared material not available: {path}")
+    return path
+
+
+@pytest.fixture
+def shared_weights() -> Path:
+    return shared_path("weights")
+
+
+@pytest.fixture
+def photos() -> Path:
+    return shared_path("photos")
+
+
+def psnr(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else float(10 * np.log10(peak**2 / mse))
+
+
+def file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def read_any(path: Path) -> np.ndarray:
+    return cv2.imdecode(np.fromfile(str(path), np.uint8), cv2.IMREAD_UNCHANGED)
