@@ -1,0 +1,156 @@
+"""The contracts every detector, parser, restorer and blender fulfils.
+
+Images are numpy arrays in OpenCV's layout: ``H x W x 3`` BGR ``uint8`` unless said
+otherwise. Components are registered as :class:`ComponentSpec` objects whose factory
+builds the working component from a :class:`ComponentContext` only when a pipeline
+needs it, so listing plugins never loads weights or downloads anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol, runtime_checkable
+
+import numpy as np
+
+KINDS = ("detector", "parser", "restorer", "blender")
+
+#: CelebAMask-HQ's 19 parsing classes; every parser returns labels in this order.
+CELEBAMASK_CLASSES = (
+    "background", "skin", "nose", "eye_g", "l_eye", "r_eye", "l_brow", "r_brow",
+    "l_ear", "r_ear", "mouth", "u_lip", "l_lip", "hair", "hat", "ear_r", "neck_l",
+    "neck", "cloth",
+)  # fmt: skip
+
+#: Order of the five landmarks: image-left eye, image-right eye, nose tip,
+#: image-left mouth corner, image-right mouth corner (the FFHQ template's order).
+LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "left_mouth", "right_mouth")
+
+
+@dataclass(frozen=True)
+class DetectedFace:
+    """One face found by a detector, in the pixel coordinates of the input image."""
+
+    box: tuple[float, float, float, float]  # x1, y1, x2, y2
+    score: float
+    landmarks: np.ndarray  # (5, 2) float32 in LANDMARK_NAMES order
+
+    @property
+    def eye_distance(self) -> float:
+        return float(np.linalg.norm(self.landmarks[1] - self.landmarks[0]))
+
+    @property
+    def size(self) -> float:
+        """The shorter side of the box, used by ``--min-face-size``."""
+        x1, y1, x2, y2 = self.box
+        return float(min(x2 - x1, y2 - y1))
+
+    @property
+    def area(self) -> float:
+        x1, y1, x2, y2 = self.box
+        return float(max(0.0, x2 - x1) * max(0.0, y2 - y1))
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """How a network wants its pixels: ``x_net = (x / 255 - mean) / std`` per channel."""
+
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    channel_order: str = "RGB"  # or "BGR"
+
+    def to_network(self, faces: np.ndarray) -> np.ndarray:
+        """``(N, H, W, 3)`` BGR uint8 → ``(N, 3, H, W)`` float32, normalised."""
+        x = faces.astype(np.float32) / 255.0
+        if self.channel_order == "RGB":
+            x = x[..., ::-1]
+        x = (x - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
+        return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+    def from_network(self, output: np.ndarray) -> np.ndarray:
+        """``(N, 3, H, W)`` float network output → ``(N, H, W, 3)`` BGR uint8."""
+        x = output.transpose(0, 2, 3, 1) * np.asarray(self.std, np.float32)
+        x = x + np.asarray(self.mean, np.float32)
+        if self.channel_order == "RGB":
+            x = x[..., ::-1]
+        return np.ascontiguousarray(np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8))
+
+
+@runtime_checkable
+class Detector(Protocol):
+    def detect(self, image: np.ndarray) -> list[DetectedFace]:
+        """Find faces in one BGR uint8 image."""
+
+
+@runtime_checkable
+class Parser(Protocol):
+    def parse(self, faces: np.ndarray) -> np.ndarray:
+        """``(N, S, S, 3)`` aligned BGR uint8 faces → ``(N, S, S)`` uint8 CelebAMask-HQ labels."""
+
+
+@runtime_checkable
+class Restorer(Protocol):
+    input_size: int  # aligned faces arrive as input_size x input_size
+    output_size: int  # and leave as output_size x output_size (upscale = output/input)
+    needs_parsing: bool  # True: restore() is given the parsing maps of its inputs
+    normalization: Normalization
+
+    def restore(self, faces: np.ndarray, parsing: np.ndarray | None = None) -> np.ndarray:
+        """``(N, in, in, 3)`` BGR uint8 (+ ``(N, in, in)`` labels) → ``(N, out, out, 3)`` BGR uint8."""
+
+
+@runtime_checkable
+class Blender(Protocol):
+    def blend(
+        self,
+        image: np.ndarray,
+        face: np.ndarray,
+        inverse_affine: np.ndarray,
+        parsing: np.ndarray | None,
+        upscale: float,
+    ) -> np.ndarray:
+        """Paste one restored face into ``image`` and return the result.
+
+        ``image``: ``H x W x 3`` float32 canvas, already at the output scale, values in
+        the image's own range (0-255, or 0-65535 for 16-bit inputs). ``face``:
+        ``S x S x 3`` float32 in the same range. ``inverse_affine``: 2x3 matrix taking
+        face pixel coordinates to canvas coordinates. ``parsing``: ``S x S``
+        CelebAMask-HQ labels of the face, or None. ``upscale``: output / input scale
+        of the whole image (masks are sized by it). Pixels outside the face's
+        footprint must be returned unchanged.
+        """
+
+
+@dataclass
+class ComponentContext:
+    """What a component factory gets to build its component."""
+
+    device: str = "cpu"
+    #: Resolves a weights registry name to a local file (downloads when allowed).
+    resolve_weights: Callable[[str], Path] = field(default=lambda name: Path(name))
+    #: ``--weights PATH`` given for this component, if any.
+    weights_path: Path | None = None
+    #: Free-form options from the CLI (e.g. ``fidelity``, ``detection_threshold``).
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def weights(self, name: str) -> Path:
+        """The file to load: the explicit ``--weights`` path if given, else the registry's."""
+        if self.weights_path is not None:
+            return self.weights_path
+        return self.resolve_weights(name)
+
+
+@dataclass(frozen=True)
+class ComponentSpec:
+    """A registered component: enough to list it and to build it later."""
+
+    kind: str
+    name: str
+    factory: Callable[[ComponentContext], Any]
+    description: str = ""
+    weights: tuple[str, ...] = ()  # weights registry names the factory resolves
+    plugin: str = ""  # filled in by the plugin manager
+
+    def build(self, context: ComponentContext) -> Any:
+        return self.factory(context)
