@@ -1,0 +1,410 @@
+"""The weights registry and the resolver that finds (or downloads) weights files.
+
+The registry is ``weights/manifest.json`` (installed as the ``facefix_weights`` data
+package) plus whatever plugins add through the ``register_weights`` hook. The resolver
+looks for a file in this order: an explicit path, ``--model-dir`` (used as given:
+users point at their own files), the download cache, and finally a download, which is
+verified against the pinned sha256 before it is moved into the cache atomically.
+Nothing here touches the network unless :meth:`WeightsResolver.download` is called.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import importlib.resources
+import json
+import os
+import pickle
+import re
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Mapping
+
+from facefix import plugins
+from facefix.components import KINDS
+from facefix.errors import WeightsError
+
+CHUNK = 1 << 20  # 1 MiB: bounded memory for hashing and streaming multi-GB files
+DOWNLOAD_TIMEOUT = 30.0  # seconds without data before a URL is given up
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_TRUE = {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class WeightsEntry:
+    """One weights file the registry knows about."""
+
+    name: str  # registry key, e.g. "retinaface_resnet50"
+    filename: str  # file name in --model-dir and in the cache
+    urls: tuple[str, ...] = ()
+    sha256: str | None = None  # None: unpinned (no published digest)
+    size: int | None = None  # bytes, None when unknown
+    license: str = ""
+    component: str = ""  # "kind:name", e.g. "detector:retinaface_resnet50"
+    description: str = ""
+    alternate_filenames: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        # Lists from JSON or plugins become tuples so entries stay hashable and frozen.
+        object.__setattr__(self, "urls", tuple(self.urls))
+        object.__setattr__(self, "alternate_filenames", tuple(self.alternate_filenames))
+        if not self.name:
+            raise ValueError("weights entry without a name")
+        for filename in (self.filename, *self.alternate_filenames):
+            # A file name is joined to the cache dir and written to: no path parts allowed.
+            if not filename or filename in (".", "..") or "/" in filename or "\\" in filename:
+                raise ValueError(f"weights {self.name!r}: bad file name {filename!r}")
+        if self.sha256 is not None:
+            digest = self.sha256.lower()
+            if not _SHA256.match(digest):
+                raise ValueError(f"weights {self.name!r}: sha256 must be 64 hex digits, got {self.sha256!r}")
+            object.__setattr__(self, "sha256", digest)
+        if self.size is not None and (not isinstance(self.size, int) or self.size < 0):
+            raise ValueError(f"weights {self.name!r}: bad size {self.size!r}")
+        if self.component:
+            kind, _, component_name = self.component.partition(":")
+            if kind not in KINDS or not component_name:
+                raise ValueError(
+                    f"weights {self.name!r}: component must be 'kind:name' with kind one of "
+                    f"{', '.join(KINDS)}; got {self.component!r}"
+                )
+
+    @property
+    def pinned(self) -> bool:
+        """True when a download can be checked against a published digest."""
+        return self.sha256 is not None
+
+    @property
+    def filenames(self) -> tuple[str, ...]:
+        """The main file name first, then the alternates accepted when found locally."""
+        return (self.filename, *self.alternate_filenames)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> WeightsEntry:
+        known = {
+            "name", "filename", "urls", "sha256", "size", "license", "component",
+            "description", "alternate_filenames",
+        }  # fmt: skip
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"weights entry {data.get('name')!r}: unknown fields {', '.join(sorted(unknown))}")
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "filename": self.filename,
+            "urls": list(self.urls),
+            "sha256": self.sha256,
+            "size": self.size,
+            "license": self.license,
+            "component": self.component,
+            "description": self.description,
+            "alternate_filenames": list(self.alternate_filenames),
+        }
+
+
+@lru_cache(maxsize=1)
+def manifest_entries() -> tuple[WeightsEntry, ...]:
+    """The entries shipped in ``facefix_weights/manifest.json`` (read once)."""
+    resource = importlib.resources.files("facefix_weights") / "manifest.json"
+    try:
+        data = json.loads(resource.read_text(encoding="utf-8"))
+        return tuple(WeightsEntry.from_dict(item) for item in data["weights"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise WeightsError(f"{resource}: broken weights manifest ({type(error).__name__}: {error})") from None
+
+
+def weights_entries() -> dict[str, WeightsEntry]:
+    """Every known weights entry by registry name: the manifest's, then the plugins'."""
+    entries = {entry.name: entry for entry in manifest_entries()}
+
+    def register(entry: WeightsEntry) -> None:
+        if not isinstance(entry, WeightsEntry):
+            # Raising lets call_each name the offending plugin in its warning.
+            raise TypeError(f"register() wants a facefix.weights.WeightsEntry, got {type(entry).__name__}")
+        if entry.name in entries:
+            plugins.warn(f"weights {entry.name!r} ({entry.filename}) from a plugin ignored: name already registered")
+            return
+        entries[entry.name] = entry
+
+    plugins.call_each("register_weights", register=register)
+    return entries
+
+
+def get_entry(name: str) -> WeightsEntry:
+    """An entry by registry name or by file name (alternates included)."""
+    entries = weights_entries()
+    if name in entries:
+        return entries[name]
+    for entry in entries.values():
+        if name in entry.filenames:
+            return entry
+    raise WeightsError(f"unknown weights {name!r}; known: {', '.join(sorted(entries)) or 'none'}")
+
+
+def default_cache_dir() -> Path:
+    """``$FACEFIX_HOME/weights``; FACEFIX_HOME defaults to ``~/.cache/facefix``."""
+    home = os.environ.get("FACEFIX_HOME")
+    base = Path(home).expanduser() if home else Path.home() / ".cache" / "facefix"
+    return base / "weights"
+
+
+def model_dir_from_env() -> Path | None:
+    value = os.environ.get("FACEFIX_MODEL_DIR")
+    return Path(value).expanduser() if value else None
+
+
+def offline_from_env() -> bool:
+    return os.environ.get("FACEFIX_OFFLINE", "").strip().lower() in _TRUE
+
+
+def sha256_file(path: Path | str) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def format_size(size: int | None) -> str:
+    if size is None:
+        return "?"
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"  # unreachable; keeps type checkers happy
+
+
+class WeightsResolver:
+    """Finds weights files locally and downloads (verified) ones that are missing."""
+
+    def __init__(
+        self,
+        model_dir: Path | str | None = None,
+        cache_dir: Path | str | None = None,
+        allow_download: bool = True,
+        progress: bool = True,
+        timeout: float = DOWNLOAD_TIMEOUT,
+    ) -> None:
+        self.model_dir = Path(model_dir).expanduser() if model_dir is not None else model_dir_from_env()
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+        # FACEFIX_OFFLINE=1 wins over the caller: it is the user's promise of no network.
+        self.offline = offline_from_env()
+        self.allow_download = allow_download and not self.offline
+        self.progress = progress
+        self.timeout = timeout
+
+    @staticmethod
+    def _entry(name_or_entry: str | WeightsEntry) -> WeightsEntry:
+        return name_or_entry if isinstance(name_or_entry, WeightsEntry) else get_entry(name_or_entry)
+
+    def search_dirs(self) -> list[Path]:
+        return [d for d in (self.model_dir, self.cache_dir) if d is not None]
+
+    def find_local(self, entry: WeightsEntry) -> Path | None:
+        """The first existing file: model_dir (any accepted name), then the cache."""
+        for directory in self.search_dirs():
+            for filename in entry.filenames:
+                candidate = directory / filename
+                if candidate.is_file():
+                    return candidate
+        return None
+
+    def status(self, entry: WeightsEntry) -> str:
+        """``available`` (found locally), ``downloadable`` (has URLs) or ``missing``."""
+        if self.find_local(entry) is not None:
+            return "available"
+        return "downloadable" if entry.urls else "missing"
+
+    def missing_message(self, entry: WeightsEntry, download_error: str | None = None) -> str:
+        """One line: which file, for what, where we looked, and how to get it."""
+        names = " or ".join(entry.filenames)
+        what = f"for {entry.component} " if entry.component else ""
+        looked = []
+        if self.model_dir is not None:
+            looked.append(f"--model-dir {self.model_dir}")
+        looked.append(f"cache {self.cache_dir}")
+        how = (
+            f"get it with `facefix weights download {entry.name}` or put it in --model-dir"
+            if entry.urls
+            else "put it in --model-dir (no download URL is known)"
+        )
+        message = f"weights file {names} ({entry.name}) {what}not found; looked in {', '.join(looked)}; {how}"
+        if download_error:
+            message += f"; download failed: {download_error}"
+        elif entry.urls and self.offline:
+            message += " (FACEFIX_OFFLINE is set: downloads are off)"
+        return message
+
+    def resolve(self, name_or_entry: str | WeightsEntry, explicit: Path | str | None = None) -> Path:
+        """A local file for the entry: explicit path, local copy, or a fresh download."""
+        if explicit is not None:
+            path = Path(explicit).expanduser()
+            if not path.is_file():
+                reason = "is not a file" if path.exists() else "does not exist"
+                raise WeightsError(f"weights file {path} {reason}")
+            return path
+        entry = self._entry(name_or_entry)
+        local = self.find_local(entry)
+        if local is not None:
+            return local
+        if self.allow_download and entry.urls:
+            try:
+                return self.download(entry)
+            except WeightsError as error:
+                reason = getattr(error, "reason", None) or str(error)
+                raise WeightsError(self.missing_message(entry, reason)) from None
+        raise WeightsError(self.missing_message(entry))
+
+    def download(self, name_or_entry: str | WeightsEntry, force: bool = False) -> Path:
+        """Download into the cache, verified; URLs are tried in order. Returns the path."""
+        entry = self._entry(name_or_entry)
+        target = self.cache_dir / entry.filename
+        if target.is_file() and not force:
+            return target
+        if not self.allow_download:
+            raise WeightsError(f"{entry.filename}: downloading is disabled (FACEFIX_OFFLINE is set or downloads are off)")
+        if not entry.urls:
+            raise WeightsError(f"{entry.filename}: no download URL is known for {entry.name}")
+        try:
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise WeightsError(f"{self.cache_dir}: cannot create the weights cache ({error.strerror or error})") from None
+        failures = []
+        for url in entry.urls:
+            try:
+                self._download_one(entry, url, target)
+                return target
+            except _DownloadFailed as error:
+                failures.append(f"{url}: {error}")
+        reason = "; ".join(failures)
+        error = WeightsError(f"{entry.filename}: download failed: {reason}")
+        error.reason = reason  # resolve() words its own one-line message around it
+        raise error
+
+    def _download_one(self, entry: WeightsEntry, url: str, target: Path) -> None:
+        # The temp file sits in the cache dir so os.replace is an atomic rename: the
+        # cache never holds a partial or unverified file under the real name.
+        try:
+            fd, temp_name = tempfile.mkstemp(dir=self.cache_dir, prefix=f".{entry.filename}.part-")
+        except OSError as error:
+            raise WeightsError(f"{self.cache_dir}: cannot write to the weights cache ({error.strerror or error})") from None
+        temp = Path(temp_name)
+        try:
+            digest = hashlib.sha256()
+            received = 0
+            request = urllib.request.Request(url, headers={"User-Agent": "facefix"})
+            with os.fdopen(fd, "wb") as out:
+                try:
+                    response = urllib.request.urlopen(request, timeout=self.timeout)
+                except urllib.error.HTTPError as error:
+                    error.close()
+                    raise _DownloadFailed(f"HTTP {error.code} {error.reason}") from None
+                except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as error:
+                    reason = getattr(error, "reason", error)
+                    raise _DownloadFailed(str(reason)) from None
+                with response:
+                    length = response.headers.get("Content-Length")
+                    expected_length = int(length) if length and length.isdigit() else entry.size
+                    from tqdm import tqdm  # imported here: only downloads need it
+
+                    with tqdm(
+                        total=expected_length,
+                        unit="B",
+                        unit_scale=True,
+                        unit_divisor=1024,
+                        desc=entry.filename,
+                        disable=not self.progress,
+                        file=sys.stderr,
+                    ) as bar:
+                        try:
+                            while chunk := response.read(CHUNK):
+                                out.write(chunk)
+                                digest.update(chunk)
+                                received += len(chunk)
+                                bar.update(len(chunk))
+                        except (OSError, http.client.HTTPException) as error:  # timeouts, dropped connections
+                            raise _DownloadFailed(f"{type(error).__name__}: {error}") from None
+                    if length and length.isdigit() and received != int(length):
+                        raise _DownloadFailed(f"truncated: got {received} of {length} bytes")
+            actual = digest.hexdigest()
+            if entry.sha256 is not None and actual != entry.sha256:
+                raise _DownloadFailed(f"sha256 mismatch: expected {entry.sha256}, got {actual} (file deleted)")
+            if entry.size is not None and received != entry.size:
+                raise _DownloadFailed(f"size mismatch: expected {entry.size} bytes, got {received} (file deleted)")
+            if entry.sha256 is None:
+                print(
+                    f"facefix: warning: {entry.filename} is unpinned: no published digest; "
+                    f"sha256 of the downloaded file is {actual}",
+                    file=sys.stderr,
+                )
+            try:
+                os.replace(temp, target)
+            except OSError as error:
+                raise WeightsError(f"{target}: cannot move the download into place ({error.strerror or error})") from None
+        finally:
+            # Any failure, including Ctrl-C, leaves no .part file behind.
+            if temp.exists():
+                temp.unlink()
+
+    def verify(self, name_or_entry: str | WeightsEntry) -> tuple[Path | None, str]:
+        """(local path, verdict): ``ok``, ``mismatch (...)``, ``unpinned (...)``, ``not found``."""
+        entry = self._entry(name_or_entry)
+        path = self.find_local(entry)
+        if path is None:
+            return None, "not found"
+        actual = sha256_file(path)
+        if entry.sha256 is None:
+            return path, f"unpinned (sha256 {actual})"
+        if actual == entry.sha256:
+            return path, "ok"
+        return path, f"mismatch (sha256 {actual}, expected {entry.sha256})"
+
+
+class _DownloadFailed(Exception):
+    """One URL did not give a good file; the next URL is tried."""
+
+
+_UNSAFE = re.compile(r"GLOBAL (\S+) (?:was not an allowed global|whose module)|(\S+) must be \S+ to load")
+
+
+def load_state_dict(path: Path | str) -> dict:
+    """Load a PyTorch weights file safely (``weights_only``): zip or legacy format."""
+    import torch  # deferred: listing and resolving weights must not import torch
+
+    path = Path(path)
+    if not path.is_file():
+        reason = "not a file" if path.exists() else "no such file"
+        raise WeightsError(f"{path}: not a readable PyTorch weights file ({reason})")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        match = _UNSAFE.search(str(error))
+        if match is None:  # the weights-only unpickler also fails on corrupt data
+            raise WeightsError(f"{path}: not a readable PyTorch weights file (corrupt pickle data)") from None
+        needs = match.group(1) or match.group(2)
+        raise WeightsError(
+            f"{path}: refused to load: the file needs arbitrary code execution (not a plain weights file); "
+            f"re-save it as a state dict (it references {needs})"
+        ) from None
+    except PermissionError as error:
+        raise WeightsError(f"{path}: not a readable PyTorch weights file ({error.strerror})") from None
+    except Exception as error:  # torch raises EOFError, RuntimeError, KeyError, OSError...
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        if len(reason) > 100:  # torch's messages run to paragraphs; keep the line short
+            reason = reason[:97] + "..."
+        detail = f"{type(error).__name__}: {reason}" if reason else type(error).__name__
+        raise WeightsError(f"{path}: not a readable PyTorch weights file (truncated or corrupt; {detail})") from None
+    if not isinstance(data, dict):
+        raise WeightsError(f"{path}: not a state dict (the file holds a {type(data).__name__})")
+    return data

@@ -1,0 +1,146 @@
+"""``facefix weights``: list, download, verify and locate weights files.
+
+The root CLI adds this group with ``cli.add_command(weights)``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from facefix.errors import FacefixError
+from facefix.weights import WeightsResolver, format_size, get_entry, weights_entries
+
+
+@dataclass
+class _Options:
+    model_dir: Path | None
+
+
+# find_object looks up the context chain by type, so this works whatever object the
+# root group keeps in ctx.obj.
+_pass_options = click.make_pass_decorator(_Options)
+
+
+def _errors_to_exit(func: Callable[..., Any]) -> Callable[..., Any]:
+    """A FacefixError becomes ``Error: <one line>`` on stderr and exit status 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except FacefixError as error:
+            click.echo(f"Error: {error}", err=True)
+            raise click.exceptions.Exit(1) from None
+
+    return wrapper
+
+
+@click.group()
+@click.option(
+    "--model-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="FACEFIX_MODEL_DIR",
+    default=None,
+    help="Folder searched for weights files before the cache (env FACEFIX_MODEL_DIR).",
+)
+@click.pass_context
+def weights(ctx: click.Context, model_dir: Path | None) -> None:
+    """List, download, verify and locate weights files."""
+    ctx.obj = _Options(model_dir=model_dir)
+
+
+def _resolver(options: _Options, **kwargs: Any) -> WeightsResolver:
+    return WeightsResolver(model_dir=options.model_dir, **kwargs)
+
+
+@weights.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@_pass_options
+@_errors_to_exit
+def list_command(options: _Options, as_json: bool) -> None:
+    """Every known weights file with its status and local path."""
+    resolver = _resolver(options, allow_download=False)
+    rows = []
+    for entry in sorted(weights_entries().values(), key=lambda e: e.name):
+        path = resolver.find_local(entry)
+        rows.append(
+            {
+                "name": entry.name,
+                "filename": entry.filename,
+                "component": entry.component,
+                "status": resolver.status(entry),
+                "path": str(path) if path is not None else None,
+                "pinned": entry.pinned,
+                "sha256": entry.sha256,
+                "size": entry.size,
+                "license": entry.license,
+                "urls": list(entry.urls),
+                "description": entry.description,
+            }
+        )
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    header = ("NAME", "FILE", "COMPONENT", "STATUS", "PINNED", "SIZE", "LICENSE", "PATH")
+    table = [header] + [
+        (
+            row["name"],
+            row["filename"],
+            row["component"] or "-",
+            row["status"],
+            "yes" if row["pinned"] else "no",
+            format_size(row["size"]),
+            row["license"] or "-",
+            row["path"] or "-",
+        )
+        for row in rows
+    ]
+    widths = [max(len(line[i]) for line in table) for i in range(len(header) - 1)]
+    for line in table:
+        cells = [cell.ljust(width) for cell, width in zip(line, widths)] + [line[-1]]
+        click.echo("  ".join(cells).rstrip())
+
+
+@weights.command("download")
+@click.argument("name")
+@click.option("--force", is_flag=True, help="Download again even when the cache has the file.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@_pass_options
+@_errors_to_exit
+def download_command(options: _Options, name: str, force: bool, quiet: bool) -> None:
+    """Download NAME into the cache, verified, and print its path."""
+    entry = get_entry(name)
+    path = _resolver(options, progress=not quiet).download(entry, force=force)
+    click.echo(str(path))
+
+
+@weights.command("verify")
+@click.argument("names", nargs=-1)
+@_pass_options
+@_errors_to_exit
+def verify_command(options: _Options, names: tuple[str, ...]) -> None:
+    """Check local files against their sha256 (default: all)."""
+    resolver = _resolver(options, allow_download=False)
+    entries = [get_entry(name) for name in names] if names else sorted(weights_entries().values(), key=lambda e: e.name)
+    mismatches = 0
+    for entry in entries:
+        path, verdict = resolver.verify(entry)
+        mismatches += verdict.startswith("mismatch")
+        click.echo(f"{entry.name}: {verdict}" + (f"  {path}" if path is not None else ""))
+    if mismatches:
+        raise click.exceptions.Exit(1)
+
+
+@weights.command("path")
+@click.argument("name")
+@_pass_options
+@_errors_to_exit
+def path_command(options: _Options, name: str) -> None:
+    """Print the local path of NAME (never downloads)."""
+    click.echo(str(_resolver(options, allow_download=False).resolve(name)))

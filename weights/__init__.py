@@ -1,0 +1,1 @@
+"""Data package holding facefix's weights manifest (installed as ``facefix_weights``)."""
