@@ -1,0 +1,255 @@
+"""Reading and writing images without surprises.
+
+Decoding is done by OpenCV (fast, keeps 16-bit and alpha); Pillow only reads the
+header first, to refuse non-images and oversized images before decoding them and to
+get the EXIF orientation. Writes go to a temporary file beside the target and are
+renamed into place, so an interrupted run never leaves a half-written image.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image as PILImage
+from PIL import UnidentifiedImageError
+
+from facefix.errors import InputError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+DEFAULT_MAX_PIXELS = 150_000_000  # ~12k x 12k: well past any camera, short of a decompression bomb
+
+_PIL_FORMAT_TO_EXT = {"JPEG": "jpg", "PNG": "png", "BMP": "bmp", "TIFF": "tif", "WEBP": "webp", "MPO": "jpg"}
+
+# EXIF orientation tag values → how to turn the stored pixels upright.
+_ORIENTATION_OPS = {
+    2: (None, 1),  # mirrored horizontally
+    3: (cv2.ROTATE_180, None),
+    4: (None, 0),  # mirrored vertically
+    5: (cv2.ROTATE_90_CLOCKWISE, 1),
+    6: (cv2.ROTATE_90_CLOCKWISE, None),
+    7: (cv2.ROTATE_90_COUNTERCLOCKWISE, 1),
+    8: (cv2.ROTATE_90_COUNTERCLOCKWISE, None),
+}
+
+
+@dataclass
+class Image:
+    """A decoded image, upright, in OpenCV channel order.
+
+    ``pixels`` is ``H x W`` (gray), ``H x W x 3`` (BGR) or ``H x W x 4`` (BGRA), uint8
+    or uint16, exactly as stored apart from the EXIF rotation.
+    """
+
+    path: Path
+    pixels: np.ndarray
+    format: str  # file extension to write by default, without the dot
+    jpeg_quality: int | None = None  # estimated quality of a JPEG input
+
+    @property
+    def height(self) -> int:
+        return int(self.pixels.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.pixels.shape[1])
+
+    @property
+    def value_range(self) -> float:
+        return 65535.0 if self.pixels.dtype == np.uint16 else 255.0
+
+    def bgr8(self) -> np.ndarray:
+        """The 3-channel 8-bit BGR view detectors and restorers work on."""
+        return to_bgr8(self.pixels)
+
+
+def to_bgr8(pixels: np.ndarray) -> np.ndarray:
+    if pixels.dtype == np.uint16:
+        pixels = (pixels.astype(np.float32) / 257.0 + 0.5).astype(np.uint8)
+    elif pixels.dtype != np.uint8:
+        pixels = np.clip(pixels, 0, 255).astype(np.uint8)
+    if pixels.ndim == 2:
+        return cv2.cvtColor(pixels, cv2.COLOR_GRAY2BGR)
+    if pixels.shape[2] == 4:
+        return np.ascontiguousarray(pixels[:, :, :3])
+    return pixels
+
+
+# IJG's standard luminance quantisation table (quality 50), in the row-major order
+# Pillow reports tables in.
+_IJG_LUMINANCE = np.array([
+    16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55,
+    14, 13, 16, 24, 40, 57, 69, 56, 14, 17, 22, 29, 51, 87, 80, 62,
+    18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
+    49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99,
+], np.float64)  # fmt: skip
+
+
+def estimate_jpeg_quality(luminance_table: list[int] | np.ndarray) -> int:
+    """The IJG quality (1-100) whose scaled standard table is closest to ``luminance_table``."""
+    table = np.asarray(luminance_table, np.float64)
+    best_quality, best_error = 95, float("inf")
+    for quality in range(1, 101):
+        scale = 5000.0 / quality if quality < 50 else 200.0 - 2.0 * quality
+        candidate = np.clip(np.floor((_IJG_LUMINANCE * scale + 50.0) / 100.0), 1, 255)
+        error = float(np.abs(candidate - table).sum())
+        if error < best_error:
+            best_quality, best_error = quality, error
+    return best_quality
+
+
+def _probe(path: Path, data: bytes, max_pixels: int) -> tuple[str, int, int | None]:
+    """Format extension, EXIF orientation and (for JPEG) estimated quality, from the header."""
+    import io
+
+    try:
+        with PILImage.open(io.BytesIO(data)) as probe:
+            width, height = probe.size
+            pil_format = probe.format or ""
+            try:
+                orientation = int(probe.getexif().get(0x0112, 1) or 1)
+            except Exception:  # malformed EXIF must not make a good image unreadable
+                orientation = 1
+            quality = None
+            tables = getattr(probe, "quantization", None)
+            if tables and 0 in tables and len(tables[0]) == 64:
+                quality = estimate_jpeg_quality(tables[0])
+    except UnidentifiedImageError:
+        raise InputError(path, "not an image file (unrecognised format)") from None
+    except Exception as error:
+        raise InputError(path, f"unreadable image header ({error})") from None
+    if width * height > max_pixels:
+        raise InputError(
+            path,
+            f"image too large: {width}x{height} = {width * height} pixels is over the limit of "
+            f"{max_pixels} (raise it with --max-pixels)",
+        )
+    ext = _PIL_FORMAT_TO_EXT.get(pil_format, path.suffix.lower().lstrip(".") or "png")
+    return ext, orientation, quality
+
+
+def _jpeg_is_complete(data: bytes) -> bool:
+    # libjpeg decodes a truncated file into a half-grey image with only a warning;
+    # a complete JPEG ends with the EOI marker (some writers pad a few bytes after it).
+    return b"\xff\xd9" in data[-64:]
+
+
+def read_image(path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image:
+    """Decode one image file, or raise :class:`InputError` saying why not."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise InputError(path, f"unreadable ({error.strerror or error})") from None
+    if not data:
+        raise InputError(path, "empty file (0 bytes)")
+    ext, orientation, quality = _probe(path, data, max_pixels)
+    if ext == "jpg" and not _jpeg_is_complete(data):
+        raise InputError(path, "truncated JPEG (the end-of-image marker is missing)")
+    pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if pixels is None or pixels.size == 0:
+        raise InputError(path, "corrupt or truncated image (the decoder could not read it)")
+    if pixels.dtype not in (np.uint8, np.uint16):
+        raise InputError(path, f"unsupported pixel type {pixels.dtype} (8- and 16-bit images are supported)")
+    if pixels.ndim == 3 and pixels.shape[2] == 1:
+        pixels = pixels[:, :, 0]
+    if pixels.ndim == 3 and pixels.shape[2] == 2:  # gray + alpha, rare: expand to BGRA
+        gray, alpha = pixels[:, :, 0], pixels[:, :, 1]
+        pixels = np.dstack([gray, gray, gray, alpha])
+    rotate, flip = _ORIENTATION_OPS.get(orientation, (None, None))
+    if rotate is not None:
+        pixels = cv2.rotate(pixels, rotate)
+    if flip is not None:
+        pixels = cv2.flip(pixels, flip)
+    return Image(path=path, pixels=np.ascontiguousarray(pixels), format=ext, jpeg_quality=quality)
+
+
+def _fit_for_format(pixels: np.ndarray, ext: str) -> np.ndarray:
+    """Drop what a format can't hold (JPEG: alpha and 16-bit; BMP: 16-bit)."""
+    if ext in ("jpg", "jpeg", "bmp", "webp") and pixels.dtype == np.uint16:
+        pixels = (pixels.astype(np.float32) / 257.0 + 0.5).astype(np.uint8)
+    if ext in ("jpg", "jpeg") and pixels.ndim == 3 and pixels.shape[2] == 4:
+        pixels = pixels[:, :, :3]
+    return np.ascontiguousarray(pixels)
+
+
+def encode_image(pixels: np.ndarray, ext: str, jpeg_quality: int = 95) -> bytes:
+    ext = ext.lower().lstrip(".")
+    params: list[int] = []
+    if ext in ("jpg", "jpeg"):
+        # 4:4:4: no chroma subsampling. 4:2:0 alone costs some photos 10+ dB around
+        # coloured edges, which a restoration tool should not add on top of its work.
+        params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality),
+                  cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]
+    elif ext == "webp":
+        params = [cv2.IMWRITE_WEBP_QUALITY, int(jpeg_quality)]
+    try:
+        ok, buffer = cv2.imencode(f".{ext}", _fit_for_format(pixels, ext), params)
+    except cv2.error:
+        ok = False
+    if not ok:
+        raise ValueError(f"could not encode a {pixels.shape} {pixels.dtype} image as {ext}")
+    return buffer.tobytes()
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write to a temporary file in the same folder, then rename over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+
+
+def write_image(path: Path | str, pixels: np.ndarray, jpeg_quality: int = 95) -> None:
+    """Encode by the file extension and write atomically."""
+    path = Path(path)
+    write_bytes_atomic(path, encode_image(pixels, path.suffix, jpeg_quality))
+
+
+def to_canvas(pixels: np.ndarray) -> np.ndarray:
+    """The float32 ``H x W x 3`` canvas blenders draw on, in the image's own value range."""
+    if pixels.ndim == 2:
+        return np.repeat(pixels[:, :, None], 3, axis=2).astype(np.float32)
+    return pixels[:, :, :3].astype(np.float32)
+
+
+def from_canvas(canvas: np.ndarray, like: np.ndarray, alpha: np.ndarray | None = None) -> np.ndarray:
+    """Back to the layout and depth of ``like`` (gray stays gray; alpha is re-attached)."""
+    info = np.iinfo(like.dtype)
+    pixels = np.clip(np.rint(canvas), info.min, info.max).astype(like.dtype)
+    if like.ndim == 2:
+        gray = cv2.cvtColor(pixels, cv2.COLOR_BGR2GRAY)
+        return gray
+    if like.shape[2] == 4:
+        if alpha is None:
+            alpha = like[:, :, 3]
+        return np.dstack([pixels, alpha.astype(like.dtype)])
+    return pixels
+
+
+def find_images(paths: list[Path], recursive: bool) -> list[tuple[Path, Path]]:
+    """Expand inputs into ``(file, relative output path)`` pairs, sorted and unique.
+
+    Files given directly are kept whatever their extension (a wrong one is reported
+    when read); folders contribute the files with image extensions.
+    """
+    found: dict[Path, Path] = {}
+    for root in paths:
+        if root.is_dir():
+            pattern = "**/*" if recursive else "*"
+            for file in sorted(root.glob(pattern)):
+                if file.is_file() and file.suffix.lower() in IMAGE_EXTENSIONS and not file.name.startswith("."):
+                    found.setdefault(file.resolve(), file.relative_to(root))
+        else:
+            found.setdefault(root.resolve(), Path(root.name))
+    return sorted(((file, rel) for file, rel in found.items()), key=lambda item: str(item[1]))

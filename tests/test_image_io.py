@@ -1,0 +1,110 @@
+"""Image reading and writing: formats, depth, alpha, orientation, corrupt files."""
+
+import io
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+
+from facefix.errors import InputError
+from facefix.image_io import find_images, from_canvas, read_image, to_canvas, write_image
+
+
+def gradient(height=40, width=60) -> np.ndarray:
+    y, x = np.mgrid[0:height, 0:width]
+    return np.dstack([x * 4 % 256, y * 6 % 256, (x + y) % 256]).astype(np.uint8)
+
+
+def test_png_round_trip_keeps_pixels_exactly(tmp_path):
+    pixels = gradient()
+    write_image(tmp_path / "a.png", pixels)
+    image = read_image(tmp_path / "a.png")
+    assert image.format == "png"
+    assert np.array_equal(image.pixels, pixels)
+
+
+def test_sixteen_bit_and_alpha_survive(tmp_path):
+    deep = (gradient().astype(np.uint16) * 257 + 3).astype(np.uint16)
+    alpha = np.full(deep.shape[:2], 40000, np.uint16)
+    write_image(tmp_path / "deep.png", np.dstack([deep, alpha]))
+    image = read_image(tmp_path / "deep.png")
+    assert image.pixels.dtype == np.uint16 and image.pixels.shape[2] == 4
+    assert image.value_range == 65535.0
+    assert image.bgr8().dtype == np.uint8 and image.bgr8().shape[2] == 3
+    back = from_canvas(to_canvas(image.pixels), like=image.pixels)
+    assert np.array_equal(back, image.pixels)
+
+
+def test_grayscale_stays_grayscale(tmp_path):
+    gray = gradient()[:, :, 0]
+    write_image(tmp_path / "g.png", gray)
+    image = read_image(tmp_path / "g.png")
+    assert image.pixels.ndim == 2
+    assert image.bgr8().shape == gray.shape + (3,)
+    assert np.array_equal(from_canvas(to_canvas(image.pixels), like=image.pixels), gray)
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    pixels = gradient(30, 50)
+    pil = PILImage.fromarray(pixels[:, :, ::-1])
+    exif = PILImage.Exif()
+    exif[0x0112] = 6  # stored sideways: rotate 90° clockwise to view
+    pil.save(tmp_path / "rot.jpg", exif=exif, quality=95)
+    image = read_image(tmp_path / "rot.jpg")
+    assert image.pixels.shape[:2] == (50, 30)
+    upright = cv2.rotate(cv2.imread(str(tmp_path / "rot.jpg"), cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION),
+                         cv2.ROTATE_90_CLOCKWISE)
+    assert np.array_equal(image.pixels, upright)
+
+
+@pytest.mark.parametrize(
+    "name, content, reason",
+    [
+        ("empty.png", b"", "empty file"),
+        ("text.png", b"this is not an image at all\n" * 10, "not an image"),
+    ],
+)
+def test_bad_files_raise_one_line_errors(tmp_path, name, content, reason):
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(InputError) as caught:
+        read_image(tmp_path / name)
+    message = str(caught.value)
+    assert reason in message and name in message and "\n" not in message
+
+
+def test_truncated_jpeg_and_png_are_refused(tmp_path):
+    buffer = io.BytesIO()
+    PILImage.fromarray(np.random.default_rng(0).integers(0, 255, (200, 200, 3), np.uint8)).save(buffer, "JPEG")
+    (tmp_path / "cut.jpg").write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    with pytest.raises(InputError, match="truncated"):
+        read_image(tmp_path / "cut.jpg")
+    ok, png = cv2.imencode(".png", np.random.default_rng(1).integers(0, 255, (200, 200, 3), np.uint8))
+    (tmp_path / "cut.png").write_bytes(png.tobytes()[: len(png) // 2])
+    with pytest.raises(InputError, match="cut.png"):
+        read_image(tmp_path / "cut.png")
+
+
+def test_pixel_limit(tmp_path):
+    write_image(tmp_path / "big.png", gradient(100, 100))
+    with pytest.raises(InputError, match="too large"):
+        read_image(tmp_path / "big.png", max_pixels=5000)
+
+
+def test_writes_are_atomic_and_leave_no_temporaries(tmp_path):
+    write_image(tmp_path / "out" / "x.jpg", gradient())
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["x.jpg"]
+    with pytest.raises(ValueError):
+        write_image(tmp_path / "out" / "y.unknownformat", gradient())
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["x.jpg"]
+
+
+def test_find_images_recursive_and_relative_paths(tmp_path):
+    (tmp_path / "sub").mkdir()
+    for rel in ("a.png", "sub/b.jpg", "notes.txt", ".hidden.png"):
+        (tmp_path / rel).write_bytes(b"x")
+    flat = [str(rel) for _, rel in find_images([tmp_path], recursive=False)]
+    deep = [str(rel) for _, rel in find_images([tmp_path], recursive=True)]
+    assert flat == ["a.png"]
+    assert deep == ["a.png", str(Path("sub/b.jpg"))]
