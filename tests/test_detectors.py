@@ -1,0 +1,85 @@
+"""Built-in detectors and parsers, run for real where weights are available."""
+
+import cv2
+import numpy as np
+import pytest
+
+from facefix import plugins
+from facefix.components import CELEBAMASK_CLASSES, ComponentContext
+from facefix.weights import WeightsResolver
+from conftest import shared_path
+
+
+def build(kind, name, model_dir):
+    resolver = WeightsResolver(model_dir=model_dir, allow_download=False, progress=False)
+    return plugins.get_component(kind, name).build(ComponentContext(resolve_weights=resolver.resolve))
+
+
+@pytest.mark.parametrize("name", ["retinaface_mobile0.25", "yunet"])
+def test_detectors_find_the_six_faces_of_the_group_photo(name, shared_weights):
+    detector = build("detector", name, shared_weights)
+    image = cv2.imread(str(shared_path("photos", "insightface_t1.jpg")))
+    faces = detector.detect(image)
+    assert len(faces) == 6
+    for face in faces:
+        x1, y1, x2, y2 = face.box
+        assert 0.8 <= face.score <= 1.0
+        assert face.landmarks.shape == (5, 2)
+        left_eye, right_eye, nose, left_mouth, right_mouth = face.landmarks
+        # order contract: image-left eye first, eyes above nose above mouth
+        assert left_eye[0] < right_eye[0] and left_mouth[0] < right_mouth[0]
+        assert max(left_eye[1], right_eye[1]) < nose[1] < max(left_mouth[1], right_mouth[1]) + 1
+        assert x1 - 5 <= nose[0] <= x2 + 5 and y1 - 5 <= nose[1] <= y2 + 5
+
+
+def test_retinaface_and_yunet_agree_on_landmarks(shared_weights):
+    image = cv2.imread(str(shared_path("photos", "insightface_t1.jpg")))
+    retina = sorted(build("detector", "retinaface_mobile0.25", shared_weights).detect(image), key=lambda f: f.box[0])
+    yunet = sorted(build("detector", "yunet", shared_weights).detect(image), key=lambda f: f.box[0])
+    for a, b in zip(retina, yunet):
+        # within a fifth of the eye distance: same points, same order
+        assert np.abs(a.landmarks - b.landmarks).max() < 0.35 * a.eye_distance
+
+
+def test_missing_detector_weights_name_the_file_and_folder(tmp_path):
+    with pytest.raises(Exception) as caught:
+        build("detector", "retinaface_resnet50", tmp_path)
+    message = str(caught.value)
+    assert "detection_Resnet50_Final.pth" in message and str(tmp_path) in message and "\n" not in message
+
+
+@pytest.mark.parametrize("name, module", [("parsenet", "parsenet"), ("bisenet", "bisenet")])
+def test_facexlib_parsers_load_official_layout_and_speak_celebamask(name, module, tmp_path):
+    """No official parser weights here: save a randomly initialised network in the
+    official layout and check the plugin loads it strictly and returns valid labels."""
+    import torch
+
+    from facefix.compat import ensure_torchvision
+
+    ensure_torchvision()
+    if name == "parsenet":
+        from facexlib.parsing.parsenet import ParseNet
+
+        network = ParseNet(in_size=512, out_size=512, parsing_ch=19)
+        filename = "parsing_parsenet.pth"
+    else:
+        from facexlib.parsing.bisenet import BiSeNet
+
+        network = BiSeNet(num_class=19)
+        filename = "parsing_bisenet.pth"
+    torch.manual_seed(0)
+    torch.save(network.state_dict(), tmp_path / filename)
+    parser = build("parser", name, tmp_path)
+    faces = np.random.default_rng(0).integers(0, 255, (2, 128, 128, 3), np.uint8)
+    labels = parser.parse(faces)
+    assert labels.shape == (2, 128, 128) and labels.dtype == np.uint8
+    assert labels.max() < len(CELEBAMASK_CLASSES)
+
+
+def test_bisenet_label_map_is_a_permutation_into_celebamask_order():
+    from facefix_plugins.facexlib_parsing import BISENET_LABELS
+
+    assert sorted(BISENET_LABELS.tolist()) == list(range(19))
+    bisenet_names = ["background", "skin", "l_brow", "r_brow", "l_eye", "r_eye", "eye_g", "l_ear", "r_ear",
+                     "ear_r", "nose", "mouth", "u_lip", "l_lip", "neck", "neck_l", "cloth", "hair", "hat"]
+    assert [CELEBAMASK_CLASSES[c] for c in BISENET_LABELS] == bisenet_names
