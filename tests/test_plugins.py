@@ -1,0 +1,274 @@
+"""The plugin system: every hook, entry-point loading, broken plugins, listing."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import click
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from facefix import hookspecs, plugins
+from facefix.cli import cli
+from facefix.components import ComponentContext, DetectedFace, Normalization
+from facefix.hookspecs import hookimpl
+from conftest import PROJECT, read_any, shared_path
+
+
+class registered:
+    """Context manager: register an inline plugin object, unregister on exit."""
+
+    def __init__(self, plugin, name):
+        self.plugin, self.name = plugin, name
+
+    def __enter__(self):
+        plugins.load_plugins()
+        plugins.pm.register(self.plugin, name=self.name)
+        return self.plugin
+
+    def __exit__(self, *exc):
+        plugins.pm.unregister(name=self.name)
+
+
+def hook_names() -> list[str]:
+    return [name for name in dir(hookspecs) if name.startswith("register_")]
+
+
+def test_every_hookspec_has_a_test_and_documentation():
+    defined = set()
+    for path in (PROJECT / "tests").glob("test_*.py"):
+        tree = ast.parse(path.read_text())
+        defined |= {node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)}
+    docs = (PROJECT / "docs" / "plugins.md").read_text()
+    for name in hook_names():
+        assert f"test_{name}_hook" in defined, f"hook {name} has no test named test_{name}_hook"
+        assert f"### {name}" in docs, f"hook {name} is not documented in docs/plugins.md"
+
+
+def test_builtin_plugins_load_through_entry_points():
+    infos = {info.name: info for info in plugins.plugin_infos()}
+    for name in ("retinaface", "yunet", "facexlib_parsing", "passthrough", "blenders"):
+        assert infos[name].builtin
+    assert {"retinaface_resnet50", "retinaface_mobile0.25", "yunet"} <= set(plugins.components("detector"))
+    assert {"parsenet", "bisenet"} <= set(plugins.components("parser"))
+    assert "passthrough" in plugins.components("restorer")
+    assert {"soft", "parse", "poisson"} <= set(plugins.components("blender"))
+
+
+class FixedDetector:
+    def detect(self, image):
+        h, w = image.shape[:2]
+        s = min(h, w) / 512
+        points = np.array([[193, 240], [319, 240], [257, 314], [201, 371], [313, 371]], np.float32) * s
+        return [DetectedFace(box=(0.0, 0.0, float(w), float(h)), score=0.99, landmarks=points)]
+
+
+class DetectorPlugin:
+    @hookimpl
+    def register_detectors(self, register):
+        register("fixed-test", lambda context: FixedDetector(), description="a face where the template says")
+
+
+def test_register_detectors_hook(tmp_path):
+    with registered(DetectorPlugin(), "detector-test-plugin"):
+        spec = plugins.get_component("detector", "fixed-test")
+        assert spec.plugin == "detector-test-plugin" and spec.description
+        image = np.full((256, 256, 3), 120, np.uint8)
+        cv2_path = tmp_path / "in.png"
+        import cv2
+
+        cv2.imwrite(str(cv2_path), image)
+        result = CliRunner().invoke(
+            cli, ["restore", str(cv2_path), str(tmp_path / "out"), "--detector", "fixed-test",
+                  "--restorer", "passthrough", "--quiet"])
+        assert result.exit_code == 0, result.output
+        assert "1 processed, 0 failed; 1 faces restored" in result.output
+    with pytest.raises(Exception, match="unknown detector 'fixed-test'"):
+        plugins.get_component("detector", "fixed-test")
+
+
+class InvertRestorer:
+    input_size = 128
+    output_size = 256
+    needs_parsing = False
+    normalization = Normalization()
+
+    def restore(self, faces, parsing=None):
+        import cv2
+
+        return np.stack([255 - cv2.resize(face, (256, 256)) for face in faces])
+
+
+class RestorerPlugin:
+    @hookimpl
+    def register_restorers(self, register):
+        register("invert-test", lambda context: InvertRestorer(), description="inverts, 2x")
+
+
+def test_register_restorers_hook(tmp_path):
+    import cv2
+
+    face = np.random.default_rng(0).integers(0, 255, (128, 128, 3), np.uint8)
+    cv2.imwrite(str(tmp_path / "face.png"), face)
+    with registered(RestorerPlugin(), "restorer-test-plugin"):
+        result = CliRunner().invoke(cli, ["restore", str(tmp_path / "face.png"), str(tmp_path / "out"),
+                                          "--aligned", "--restorer", "invert-test", "--quiet"])
+    assert result.exit_code == 0, result.output
+    out = cv2.imread(str(tmp_path / "out" / "face.png"))
+    assert out.shape == (256, 256, 3)  # the restorer's own output size
+    assert np.array_equal(out, 255 - cv2.resize(face, (256, 256)))
+
+
+def test_register_parsers_hook(tmp_path):
+    """A third-party parser (the test-only U-Net from ../shared) feeds the parse blender."""
+    sys.path.insert(0, str(PROJECT / "tests"))
+    from unet_parser_plugin import SharedUNetPlugin
+
+    weights = shared_path("weights", "parsing_unet_lightweight.pth")
+    photo = shared_path("photos", "gfpgan__inputs_whole_imgs_00.jpg")
+    with registered(SharedUNetPlugin(weights), "unet-test-plugin"):
+        assert plugins.get_component("parser", "unet-test").plugin == "unet-test-plugin"
+        result = CliRunner().invoke(cli, [
+            "restore", str(photo), str(tmp_path / "out"), "--model-dir", str(weights.parent),
+            "--detector", "retinaface_mobile0.25", "--restorer", "passthrough", "--parser", "unet-test",
+            "--blender", "parse", "--quiet"])
+    assert result.exit_code == 0, result.output
+    from conftest import psnr
+
+    assert psnr(read_any(tmp_path / "out" / photo.name), read_any(photo)) > 35
+
+
+class BrokenHookPlugin:
+    @hookimpl
+    def register_blenders(self, register):
+        raise RuntimeError("boom in a plugin")
+
+
+def test_failing_hook_gives_one_warning_and_the_rest_works(capsys):
+    with registered(BrokenHookPlugin(), "broken-test-plugin"):
+        blenders = plugins.components("blender")
+    assert "soft" in blenders
+    err = capsys.readouterr().err
+    assert "broken-test-plugin" in err and "boom in a plugin" in err
+
+
+class CommandPlugin:
+    @hookimpl
+    def register_commands(self, cli, train):
+        @cli.command(name="hello-test")
+        def hello():
+            click.echo("hello from a plugin")
+
+        @train.command(name="tiny-test")
+        @click.option("--iters", type=int, default=1)
+        def tiny(iters):
+            click.echo(f"training tiny for {iters}")
+
+
+def test_register_commands_hook():
+    with registered(CommandPlugin(), "command-test-plugin"):
+        runner = CliRunner()
+        assert runner.invoke(cli, ["hello-test"]).output.strip() == "hello from a plugin"
+        result = runner.invoke(cli, ["train", "tiny-test", "--iters", "3"])
+        assert result.exit_code == 0 and "training tiny for 3" in result.output
+        assert "tiny-test" in runner.invoke(cli, ["train", "--help"]).output
+
+
+def test_plugins_command_lists_components_with_weights_status(tmp_path):
+    (tmp_path / "detection_mobilenet0.25_Final.pth").write_bytes(b"stand-in")
+    env = {"FACEFIX_HOME": str(tmp_path / "home")}
+    result = CliRunner(env=env).invoke(cli, ["plugins", "--json", "--model-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    listing = json.loads(result.output)
+    detectors = {item["name"]: item for item in listing["components"]["detector"]}
+    assert detectors["retinaface_mobile0.25"]["weights_status"] == "available"
+    assert detectors["retinaface_resnet50"]["weights_status"] == "downloadable"
+    assert detectors["retinaface_mobile0.25"]["plugin"] == "retinaface"
+    restorers = {item["name"]: item for item in listing["components"]["restorer"]}
+    assert restorers["passthrough"]["weights_status"] == "none needed"
+    names = {item["name"] for item in listing["plugins"]}
+    assert {"retinaface", "blenders", "passthrough"} <= names
+    text = CliRunner(env=env).invoke(cli, ["plugins", "--model-dir", str(tmp_path)]).output
+    assert "retinaface_mobile0.25" in text and "[available]" in text and "Blenders:" in text
+
+
+# -- third-party plugins installed as distributions (run in a fresh interpreter) -----
+
+
+def make_distribution(root: Path, dist: str, module: str, source: str, entry_name: str) -> None:
+    """A minimal installed distribution: a module plus a .dist-info naming its entry point."""
+    (root / f"{module}.py").write_text(textwrap.dedent(source))
+    info = root / f"{dist.replace('-', '_')}-1.0.dist-info"  # normalised name, as pip writes it
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[facefix]\n{entry_name} = {module}\n")
+
+
+BLENDER_PLUGIN = """
+    import numpy as np
+    from facefix.hookspecs import hookimpl
+
+    class Paint:
+        needs_parsing = False
+        def blend(self, image, face, inverse_affine, parsing, upscale):
+            out = image.copy()
+            x = int(inverse_affine[0, 2]); y = int(inverse_affine[1, 2])
+            out[max(y, 0):max(y, 0) + 4, max(x, 0):max(x, 0) + 4] = [0, 0, 255]
+            return out
+
+    @hookimpl
+    def register_blenders(register):
+        register("paint-corner", lambda context: Paint(), description="marks each face's corner red")
+"""
+
+
+def run_facefix(args, site: Path, **env_extra) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(site), **env_extra)
+    return subprocess.run([sys.executable, "-m", "facefix", *args], capture_output=True, text=True, env=env,
+                          timeout=300)
+
+
+def test_third_party_entry_point_plugin_adds_a_blender(tmp_path, shared_weights):
+    site = tmp_path / "site"
+    site.mkdir()
+    make_distribution(site, "facefix-paint", "facefix_paint", BLENDER_PLUGIN, "paint")
+    listing = run_facefix(["plugins", "--json"], site)
+    assert listing.returncode == 0, listing.stderr
+    data = json.loads(listing.stdout)
+    plugin = next(item for item in data["plugins"] if item["name"] == "paint")
+    assert not plugin["builtin"] and plugin["distribution"] == "facefix-paint 1.0"
+    assert any(item["name"] == "paint-corner" for item in data["components"]["blender"])
+
+    photo = shared_path("photos", "insightface_t1.jpg")
+    result = run_facefix(["restore", str(photo), str(tmp_path / "out"), "--blender", "paint-corner",
+                          "--restorer", "passthrough", "--model-dir", str(shared_weights),
+                          "--detector", "retinaface_mobile0.25", "--quiet", "--ext", "png"], site)
+    assert result.returncode == 0, result.stderr
+    out = read_any(tmp_path / "out" / "insightface_t1.png")
+    assert (np.all(out == [0, 0, 255], axis=2)).sum() >= 6 * 16  # one red 4x4 mark per face
+
+    restricted = run_facefix(["plugins", "--json"], site, FACEFIX_LOAD_PLUGINS="")
+    data = json.loads(restricted.stdout)
+    assert "paint" not in {item["name"] for item in data["plugins"]}
+    assert "soft" in {item["name"] for item in data["components"]["blender"]}  # built-ins still load
+    allowed = run_facefix(["plugins", "--json"], site, FACEFIX_LOAD_PLUGINS="paint")
+    assert "paint" in {item["name"] for item in json.loads(allowed.stdout)["plugins"]}
+
+
+def test_broken_third_party_plugin_warns_once_and_cli_works(tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    make_distribution(site, "facefix-broken", "facefix_broken", "raise ImportError('missing dependency xyz')\n",
+                      "broken")
+    result = run_facefix(["plugins"], site)
+    assert result.returncode == 0
+    warnings = [line for line in result.stderr.splitlines() if "broken" in line]
+    assert len(warnings) == 1 and "missing dependency xyz" in warnings[0] and "facefix-broken" in warnings[0]
+    assert "passthrough" in result.stdout
