@@ -83,3 +83,31 @@ def test_bisenet_label_map_is_a_permutation_into_celebamask_order():
     bisenet_names = ["background", "skin", "l_brow", "r_brow", "l_eye", "r_eye", "eye_g", "l_ear", "r_ear",
                      "ear_r", "nose", "mouth", "u_lip", "l_lip", "neck", "neck_l", "cloth", "hair", "hat"]
     assert [CELEBAMASK_CLASSES[c] for c in BISENET_LABELS] == bisenet_names
+
+
+def test_retinaface_fast_path_matches_facexlib_exactly(shared_weights):
+    """facefix decodes RetinaFace itself (vectorised, cached anchors); it must agree with
+    facexlib's own detect_faces on a real photo."""
+    import torch
+
+    from facefix.compat import ensure_torchvision
+
+    ensure_torchvision()
+    from facexlib.detection.retinaface_utils import PriorBox
+
+    from facefix_plugins.retinaface import prior_boxes
+
+    detector = build("detector", "retinaface_mobile0.25", shared_weights)
+    cfg = detector.model.cfg
+    for height, width in ((97, 131), (640, 480)):
+        expected = PriorBox(cfg, image_size=(height, width)).forward()
+        assert torch.equal(prior_boxes(height, width, tuple(map(tuple, cfg["min_sizes"])), tuple(cfg["steps"])), expected)
+    image = cv2.imread(str(shared_path("photos", "insightface_t1.jpg")))
+    with torch.no_grad():
+        reference = detector.model.detect_faces(image, conf_threshold=0.8, nms_threshold=0.4)
+    faces = detector.detect(image)
+    assert len(faces) == len(reference) == 6
+    for face, row in zip(faces, reference):
+        assert np.allclose(face.box, row[:4], atol=1e-3)
+        assert np.allclose(face.landmarks.ravel(), row[5:15], atol=1e-3)
+        assert abs(face.score - row[4]) < 1e-5
