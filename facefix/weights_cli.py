@@ -55,11 +55,28 @@ def weights(ctx: click.Context, model_dir: Path | None) -> None:
     ctx.obj = _Options(model_dir=model_dir)
 
 
+def _set_model_dir(ctx: click.Context, _param: click.Parameter, value: Path | None) -> None:
+    if value is not None:
+        ctx.find_object(_Options).model_dir = value
+
+
+# Also accepted after the subcommand (`facefix weights list --model-dir DIR`), where
+# users put it by habit from `facefix restore`.
+_model_dir_option = click.option(
+    "--model-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    expose_value=False,
+    callback=_set_model_dir,
+    help="Folder searched for weights files before the cache.",
+)
+
+
 def _resolver(options: _Options, **kwargs: Any) -> WeightsResolver:
     return WeightsResolver(model_dir=options.model_dir, **kwargs)
 
 
 @weights.command("list")
+@_model_dir_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @_pass_options
 @_errors_to_exit
@@ -108,6 +125,7 @@ def list_command(options: _Options, as_json: bool) -> None:
 
 
 @weights.command("download")
+@_model_dir_option
 @click.argument("name")
 @click.option("--force", is_flag=True, help="Download again even when the cache has the file.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -121,6 +139,7 @@ def download_command(options: _Options, name: str, force: bool, quiet: bool) -> 
 
 
 @weights.command("verify")
+@_model_dir_option
 @click.argument("names", nargs=-1)
 @_pass_options
 @_errors_to_exit
@@ -138,6 +157,7 @@ def verify_command(options: _Options, names: tuple[str, ...]) -> None:
 
 
 @weights.command("path")
+@_model_dir_option
 @click.argument("name")
 @_pass_options
 @_errors_to_exit

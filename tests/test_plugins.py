@@ -272,3 +272,24 @@ def test_broken_third_party_plugin_warns_once_and_cli_works(tmp_path):
     warnings = [line for line in result.stderr.splitlines() if "broken" in line]
     assert len(warnings) == 1 and "missing dependency xyz" in warnings[0] and "facefix-broken" in warnings[0]
     assert "passthrough" in result.stdout
+
+
+def test_the_documented_example_plugin_works(tmp_path):
+    """The complete plugin in docs/plugins.md is real code: load it and blend with it."""
+    docs = (PROJECT / "docs" / "plugins.md").read_text()
+    source = docs.split("`facefix_sepia.py`:\n\n```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict = {}
+    exec(compile(source, "facefix_sepia.py", "exec"), namespace)
+    import types
+
+    module = types.ModuleType("facefix_sepia")
+    module.__dict__.update(namespace)
+    with registered(module, "sepia-doc-plugin"):
+        blender = plugins.get_component("blender", "sepia").build(ComponentContext())
+    canvas = np.full((300, 300, 3), 100.0, np.float32)
+    face = np.full((128, 128, 3), 200.0, np.float32)
+    inverse = np.array([[1.0, 0, 80], [0, 1.0, 90]])
+    out = blender.blend(canvas, face, inverse, None, 1.0)
+    assert np.array_equal(out[:50], canvas[:50])  # far from the face: untouched
+    centre = out[90 + 64, 80 + 64]
+    assert centre[2] > centre[0] and not np.allclose(centre, 100.0)  # tinted: red above blue

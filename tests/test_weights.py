@@ -619,3 +619,16 @@ def test_cli_download_failure_is_an_error_line(server, register_plugin, isolated
     assert result.exit_code == 1
     assert result.stderr.startswith("Error: missing.pth: download failed:") and "HTTP 404" in result.stderr
     assert len(result.stderr.splitlines()) == 1
+
+
+def test_model_dir_is_accepted_after_the_subcommand_too(tmp_path):
+    from click.testing import CliRunner
+
+    from facefix.weights_cli import weights
+
+    (tmp_path / "detection_mobilenet0.25_Final.pth").write_bytes(b"stand-in")
+    env = {"FACEFIX_HOME": str(tmp_path / "home")}
+    before = CliRunner(env=env).invoke(weights, ["--model-dir", str(tmp_path), "list", "--json"])
+    after = CliRunner(env=env).invoke(weights, ["list", "--json", "--model-dir", str(tmp_path)])
+    assert before.exit_code == after.exit_code == 0
+    assert before.output == after.output and str(tmp_path) in after.output
