@@ -141,6 +141,12 @@ def plugins_command(as_json: bool, model_dir: Path | None) -> None:
               help="Folder with weights files, used as given (also FACEFIX_MODEL_DIR).")
 @click.option("--weights", "weights_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Weights file for the restorer.")
+@click.option("--fidelity", type=click.FloatRange(0, 1), default=None,
+              help="Restorers that support it: 0 = strongest restoration, 1 = most faithful conditioning.")
+@click.option("--backend", type=click.Choice(["torch", "onnx"]), default="torch", show_default=True,
+              help="Run the restorer in PyTorch, or in onnxruntime (exported on first use and cached).")
+@click.option("--onnx", "onnx_path", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="ONNX file for --backend onnx or --restorer onnx.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True,
               help="Faces per restorer batch (faces from several images share a batch).")
 @click.option("--only-center-face", is_flag=True, help="Restore only the face nearest the image centre.")
@@ -163,7 +169,8 @@ def plugins_command(as_json: bool, model_dir: Path | None) -> None:
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or notes (errors are still shown).")
 def restore(inputs: tuple[Path, ...], output: Path, detector: str | None, parser_name: str | None,
             restorer: str | None, blender: str | None, upscale: float, aligned: bool, device: str,
-            model_dir: Path | None, weights_path: Path | None, batch_size: int, only_center_face: bool,
+            model_dir: Path | None, weights_path: Path | None, fidelity: float | None, backend: str,
+            onnx_path: Path | None, batch_size: int, only_center_face: bool,
             largest_face: bool, min_face_size: float, detection_threshold: float | None, color_match: bool,
             save_faces: bool, ext: str | None, suffix: str, skip_existing: bool, recursive: bool,
             max_pixels: int, jpeg_quality: int | None, quiet: bool) -> None:
@@ -187,7 +194,7 @@ def restore(inputs: tuple[Path, ...], output: Path, detector: str | None, parser
         batch_size=batch_size, color_match=color_match, max_pixels=max_pixels, jpeg_quality=jpeg_quality,
         quiet=quiet,
     )
-    component_options = {"detection_threshold": detection_threshold}
+    component_options = {"detection_threshold": detection_threshold, "fidelity": fidelity, "onnx": onnx_path}
     try:
         torch_device = select_device(device)
         resolver = WeightsResolver(model_dir=model_dir, progress=not quiet)
@@ -196,6 +203,13 @@ def restore(inputs: tuple[Path, ...], output: Path, detector: str | None, parser
         built["restorer"] = compose.build(restorer_spec, device=torch_device, resolver=resolver,
                                           weights_path=weights_path, options=component_options)
         chosen = [f"restorer {restorer_spec.name}"]
+        if backend == "onnx" and restorer_spec.name != "onnx":
+            from facefix.onnx import onnx_backend
+            from facefix.weights import default_cache_dir
+
+            built["restorer"] = onnx_backend(built["restorer"], torch_device, onnx_path, default_cache_dir().parent / "onnx")
+        if hasattr(built["restorer"], "provider"):
+            chosen[0] += f" (onnxruntime, {built['restorer'].provider})"
         blender_spec = None
         if not aligned:
             for kind, name in (("detector", detector), ("blender", blender)):

@@ -1,0 +1,263 @@
+"""ONNX export of any restorer, and running exported or third-party models in onnxruntime.
+
+onnxruntime-gpu silently falls back to the CPU when its CUDA libraries don't load;
+:func:`create_session` asks for CUDA only when a GPU is wanted, and reports the
+provider the session really uses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import sys
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from facefix.components import Normalization
+from facefix.errors import ComponentError
+
+INPUT_NAME = "input"
+OUTPUT_NAME = "output"
+DEFAULT_OPSET = 17
+
+
+@contextlib.contextmanager
+def _quiet_onnxruntime():
+    """onnxruntime logs a multi-line error when the CUDA provider can't load: hide it,
+    since :func:`create_session` reports the provider actually in use."""
+    import onnxruntime
+
+    onnxruntime.set_default_logger_severity(4)
+    try:
+        yield
+    finally:
+        onnxruntime.set_default_logger_severity(2)
+
+
+def create_session(path: Path | str, device: str = "auto") -> tuple[Any, str]:
+    """An inference session and the name of the execution provider it really runs on."""
+    import onnxruntime
+
+    available = onnxruntime.get_available_providers()
+    want_gpu = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    providers = ["CPUExecutionProvider"]
+    if want_gpu and "CUDAExecutionProvider" in available:
+        providers.insert(0, "CUDAExecutionProvider")
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    try:
+        with _quiet_onnxruntime():
+            session = onnxruntime.InferenceSession(str(path), options, providers=providers)
+    except Exception as error:
+        raise ComponentError(f"{path}: onnxruntime cannot load this model ({' '.join(str(error).split())[:300]})") from None
+    used = session.get_providers()[0]
+    if want_gpu and used != "CUDAExecutionProvider":
+        reason = "not in this onnxruntime build" if "CUDAExecutionProvider" not in available else "its CUDA libraries did not load"
+        print(f"facefix: onnxruntime runs on CPU: the CUDA provider is {reason}", file=sys.stderr)
+    return session, used
+
+
+@dataclass
+class ExportReport:
+    path: Path
+    max_abs_difference: float  # onnxruntime vs PyTorch on the sample, in network units ([-1, 1])
+    provider: str
+    opset: int
+
+
+def export_restorer(
+    restorer: Any,
+    path: Path | str,
+    *,
+    opset: int = DEFAULT_OPSET,
+    dynamic_batch: bool = False,
+    fp16: bool = False,
+    sample: np.ndarray | None = None,
+) -> ExportReport:
+    """Export ``restorer.export_module()`` to ONNX, check it, and compare with PyTorch.
+
+    ``sample``: one aligned BGR uint8 face (``input_size`` square) to compare on;
+    a deterministic synthetic face-sized image is used when omitted. The file is
+    written atomically.
+    """
+    import onnx
+
+    path = Path(path)
+    module = restorer.export_module().eval().cpu().float()
+    size = restorer.input_size
+    if sample is None:
+        sample = _synthetic_face(size)
+    example = torch.from_numpy(restorer.normalization.to_network(sample[None]))
+    with torch.inference_mode():
+        reference = module(example).float().numpy()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(handle)
+    try:
+        export_module = module.half() if fp16 else module
+        export_input = example.half() if fp16 else example
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # exporter chatter (legacy-exporter deprecation, tracer warnings)
+            torch.onnx.export(
+                export_module,
+                (export_input,),
+                temporary,
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                opset_version=opset,
+                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None,
+                do_constant_folding=True,
+                dynamo=False,
+            )
+        onnx.checker.check_model(temporary, full_check=True)
+        session, provider = create_session(temporary, "cpu")
+        feed = example.numpy().astype(np.float16 if fp16 else np.float32)
+        output = session.run(None, {session.get_inputs()[0].name: feed})[0].astype(np.float32)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        module.float()
+    return ExportReport(path=path, max_abs_difference=float(np.abs(output - reference).max()), provider=provider,
+                        opset=opset)
+
+
+def _synthetic_face(size: int) -> np.ndarray:
+    """A smooth, deterministic stand-in face when no sample is given (gradients and blobs)."""
+    y, x = np.mgrid[0:size, 0:size] / size
+    image = np.dstack([0.5 + 0.4 * np.sin(6 * x + 2 * y), 0.5 + 0.3 * np.cos(5 * y), 0.4 + 0.3 * x * y])
+    return (np.clip(image, 0, 1) * 255).astype(np.uint8)
+
+
+class OnnxRestorer:
+    """The restorer contract on top of an onnxruntime session.
+
+    Input ``(N or 1, 3, S, S)`` float RGB in the model's normalisation, output the same
+    layout at the output size. A model whose batch axis is fixed at 1 is run face by
+    face. A second input named ``weight`` (CodeFormer's fidelity) is fed ``fidelity``.
+    """
+
+    needs_parsing = False
+
+    def __init__(self, path: Path | str, device: str = "auto", normalization: Normalization = Normalization(),
+                 fidelity: float | None = None):
+        self.path = Path(path)
+        self.session, self.provider = create_session(self.path, device)
+        inputs = self.session.get_inputs()
+        image_inputs = [item for item in inputs if len(item.shape) == 4]
+        if not image_inputs:
+            raise ComponentError(f"{self.path}: no (N, 3, S, S) image input in this ONNX model")
+        self.image_input = image_inputs[0]
+        shape = self.image_input.shape
+        if not isinstance(shape[2], int) or shape[2] != shape[3] or shape[1] != 3:
+            raise ComponentError(f"{self.path}: expected a fixed square (N, 3, S, S) input, got {shape}")
+        self.input_size = int(shape[2])
+        self.fixed_batch = isinstance(shape[0], int)
+        self.extra_inputs = {}
+        for item in inputs:
+            if item is self.image_input:
+                continue
+            if item.name == "weight":
+                value = 0.5 if fidelity is None else float(fidelity)
+                dtype = np.float64 if "double" in item.type else np.float32
+                self.extra_inputs[item.name] = np.array([value] if item.shape else value, dtype)
+            else:
+                raise ComponentError(f"{self.path}: unsupported extra input {item.name!r} {item.shape}")
+        self.input_dtype = np.float16 if "float16" in self.image_input.type else np.float32
+        output_shape = self.session.get_outputs()[0].shape
+        if isinstance(output_shape[2], int):
+            self.output_size = int(output_shape[2])
+        else:  # symbolic output size: find it by running once
+            probe = np.zeros((1, 3, self.input_size, self.input_size), self.input_dtype)
+            self.output_size = int(self._run(probe).shape[2])
+        self.normalization = normalization
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        feed = {self.image_input.name: batch.astype(self.input_dtype), **self.extra_inputs}
+        return self.session.run(None, feed)[0]
+
+    def restore(self, faces: np.ndarray, parsing: np.ndarray | None = None) -> np.ndarray:
+        batch = self.normalization.to_network(faces)
+        if self.fixed_batch:
+            output = np.concatenate([self._run(batch[i : i + 1]) for i in range(len(batch))])
+        else:
+            output = self._run(batch)
+        output = np.clip(output.astype(np.float32), -1, 1) if self.normalization == Normalization() else output
+        return self.normalization.from_network(output.astype(np.float32))
+
+
+def cached_export_path(restorer: Any, cache_dir: Path) -> Path:
+    """Where ``--backend onnx`` keeps the automatic export of ``restorer``."""
+    digest = hashlib.sha256(restorer.export_key().encode()).hexdigest()[:16]
+    return cache_dir / f"{restorer.name or 'restorer'}-{digest}.onnx"
+
+
+def onnx_backend(restorer: Any, device: str, onnx_path: Path | None, cache_dir: Path) -> OnnxRestorer:
+    """Run ``restorer`` through onnxruntime: from ``onnx_path``, or from a cached export."""
+    if onnx_path is None:
+        if not hasattr(restorer, "export_module"):
+            raise ComponentError("this restorer has no PyTorch module to export; pass --onnx FILE")
+        onnx_path = cached_export_path(restorer, cache_dir)
+        if not onnx_path.exists():
+            export_restorer(restorer, onnx_path)
+    runner = OnnxRestorer(onnx_path, device, restorer.normalization)
+    if (runner.input_size, runner.output_size) != (restorer.input_size, restorer.output_size):
+        raise ComponentError(
+            f"{onnx_path}: model maps {runner.input_size}→{runner.output_size} px, "
+            f"but the restorer expects {restorer.input_size}→{restorer.output_size}"
+        )
+    return runner
+
+
+def export_command(network: str, variants: dict[str, str], default_variant: str):
+    """A ``facefix export NETWORK`` click command for a plugin to add to the ``export`` group.
+
+    ``variants`` maps ``--variant`` values to registered restorer names.
+    """
+    import click
+
+    @click.command(name=network, help=f"Export the {network} restorer to ONNX, check it and compare with PyTorch.")
+    @click.option("--variant", type=click.Choice(sorted(variants)), default=default_variant, show_default=True)
+    @click.option("--weights", "weights_path", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+                  help="Weights file (default: the variant's registered checkpoint).")
+    @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+    @click.option("--opset", type=click.IntRange(11, 23), default=DEFAULT_OPSET, show_default=True)
+    @click.option("--dynamic-batch", is_flag=True, help="Let the batch size vary at run time.")
+    @click.option("--fp16", is_flag=True, help="Half-precision weights and I/O (for GPUs).")
+    @click.option("--fidelity", type=click.FloatRange(0, 1), default=None, help="Baked into the exported graph.")
+    @click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path), envvar="FACEFIX_MODEL_DIR")
+    @click.option("--sample", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+                  help="Aligned face image to compare PyTorch and onnxruntime on.")
+    def command(variant, weights_path, output, opset, dynamic_batch, fp16, fidelity, model_dir, sample):
+        import cv2
+
+        from facefix import compose
+        from facefix.errors import FacefixError
+        from facefix.image_io import read_image
+        from facefix.weights import WeightsResolver
+
+        try:
+            resolver = WeightsResolver(model_dir=model_dir)
+            spec = compose.choose("restorer", variants[variant], resolver)
+            restorer = compose.build(spec, device="cpu", resolver=resolver, weights_path=weights_path,
+                                     options={"fidelity": fidelity})
+            face = None
+            if sample is not None:
+                face = cv2.resize(read_image(sample).bgr8(), (restorer.input_size, restorer.input_size),
+                                  interpolation=cv2.INTER_AREA)
+            report = export_restorer(restorer, output, opset=opset, dynamic_batch=dynamic_batch, fp16=fp16,
+                                     sample=face)
+        except FacefixError as error:
+            click.echo(f"Error: {error}", err=True)
+            raise SystemExit(1) from None
+        click.echo(f"exported {spec.name} to {report.path} (opset {report.opset}); ONNX checker passed; "
+                   f"max |onnxruntime - torch| = {report.max_abs_difference:.2e} on a {restorer.input_size}px face")
+
+    return command

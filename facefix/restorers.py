@@ -1,0 +1,62 @@
+"""A base for restorers backed by a PyTorch module, shared by every network plugin.
+
+The module maps normalised faces ``(N, 3, S, S)`` to ``(N, 3, O, O)``; this class does
+the conversions, batching, device placement and precision, and exposes the module for
+ONNX export (see :mod:`facefix.onnx`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from facefix.components import Normalization
+
+
+class TorchRestorer:
+    """Restorer contract around ``module``; subclasses may override :meth:`forward`."""
+
+    needs_parsing = False
+
+    def __init__(
+        self,
+        module: torch.nn.Module,
+        *,
+        input_size: int,
+        output_size: int,
+        normalization: Normalization = Normalization(),
+        device: str = "cpu",
+        dtype: torch.dtype = torch.float32,
+        name: str = "",
+    ):
+        self.module = module.eval().to(device)
+        self.input_size = input_size
+        self.output_size = output_size
+        self.normalization = normalization
+        self.device = device
+        self.dtype = dtype
+        self.name = name
+
+    def forward(self, batch: torch.Tensor, parsing: torch.Tensor | None = None) -> torch.Tensor:
+        """Normalised input → normalised output (override for extra inputs or outputs)."""
+        return self.module(batch)
+
+    @torch.inference_mode()
+    def restore(self, faces: np.ndarray, parsing: np.ndarray | None = None) -> np.ndarray:
+        batch = torch.from_numpy(self.normalization.to_network(faces)).to(self.device)
+        parsing_tensor = None if parsing is None else torch.from_numpy(np.ascontiguousarray(parsing)).to(self.device)
+        if self.dtype != torch.float32:
+            with torch.autocast(device_type=self.device.split(":")[0], dtype=self.dtype):
+                output = self.forward(batch, parsing_tensor)
+        else:
+            output = self.forward(batch, parsing_tensor)
+        output = output.float().clamp_(-1, 1) if self.normalization == Normalization() else output.float()
+        return self.normalization.from_network(output.cpu().numpy())
+
+    def export_module(self) -> torch.nn.Module:
+        """The module to export to ONNX: normalised face in, normalised face out."""
+        return self.module
+
+    def export_key(self) -> str:
+        """Identifies what an export of this restorer contains (for caching exports)."""
+        return self.name
