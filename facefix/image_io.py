@@ -196,12 +196,26 @@ def encode_image(pixels: np.ndarray, ext: str, jpeg_quality: int = 95) -> bytes:
     return buffer.tobytes()
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, then rename over ``path``."""
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_temporary(path: Path) -> str:
+    """A temporary file beside ``path`` with ordinary permissions (mkstemp makes it 0600)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(handle)
+    os.chmod(temporary, 0o666 & ~_umask())
+    return temporary
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write to a temporary file in the same folder, then rename over ``path``."""
+    temporary = atomic_temporary(path)
     try:
-        with os.fdopen(handle, "wb") as stream:
+        with open(temporary, "wb") as stream:
             stream.write(data)
         os.replace(temporary, path)
     except BaseException:

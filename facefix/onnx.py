@@ -11,7 +11,6 @@ import contextlib
 import hashlib
 import os
 import sys
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ import torch
 
 from facefix.components import Normalization
 from facefix.errors import ComponentError
+from facefix.image_io import atomic_temporary
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "output"
@@ -97,9 +97,7 @@ def export_restorer(
     example = torch.from_numpy(restorer.normalization.to_network(sample[None]))
     with torch.inference_mode():
         reference = module(example).float().numpy()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(handle)
+    temporary = atomic_temporary(path)
     try:
         export_module = module.half() if fp16 else module
         export_input = example.half() if fp16 else example

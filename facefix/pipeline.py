@@ -154,6 +154,7 @@ class Pipeline:
         if not self.options.aligned and (detector is None or blender is None):
             raise FacefixError("whole-image restoration needs a detector and a blender")
         self.summary = Summary()
+        self._progress: tqdm | None = None
         self._queue: list[_Face] = []
         self._jobs: list[_Job] = []
 
@@ -232,7 +233,14 @@ class Pipeline:
             canvas = self.blender.blend(canvas, restored, inverse, face.parsing, upscale)
         return from_canvas(canvas, like=background)
 
+    def _advance(self) -> None:
+        # the bar counts finished images (written or failed), not images read: with
+        # faces batched across images, reading runs ahead of writing
+        if self._progress is not None:
+            self._progress.update(1)
+
     def _finish(self, job: _Job) -> None:
+        self._advance()
         if job.error is not None:
             self._fail(f"{job.image.path}: {job.error}")
             return
@@ -288,11 +296,12 @@ class Pipeline:
         """Process ``(input file, relative output path)`` pairs into ``out_dir``."""
         inputs = {path.resolve() for path, _ in files}
         claimed: set[Path] = set()
-        progress = tqdm(files, desc="restore", unit="img", disable=self.options.quiet, file=sys.stderr)
-        for path, relative in progress:
+        self._progress = tqdm(total=len(files), desc="restore", unit="img", disable=self.options.quiet, file=sys.stderr)
+        for path, relative in files:
             expected_output = self.output_path(out_dir, relative, relative.suffix.lstrip(".").lower() or None)
             if self.options.skip_existing and expected_output.exists():
                 self.summary.skipped += 1
+                self._advance()
                 continue
             try:
                 image = self._timed("decode", read_image, path, self.options.max_pixels)
@@ -304,13 +313,15 @@ class Pipeline:
                 claimed.add(output.resolve())
                 faces = self._prepare(image)
             except Exception as error:
+                self._advance()
                 self._fail(error_text(error, path))
                 continue
             self._jobs.append(_Job(image=image, output=output, faces=faces))
             self._queue.extend(faces)
             self._drain()
         self._drain(final=True)
-        progress.close()
+        self._progress.close()
+        self._progress = None
         return self.summary
 
 
