@@ -143,8 +143,11 @@ def plugins_command(as_json: bool, model_dir: Path | None) -> None:
               help="Weights file for the restorer.")
 @click.option("--fidelity", type=click.FloatRange(0, 1), default=None,
               help="Restorers that support it: 0 = strongest restoration, 1 = most faithful conditioning.")
-@click.option("--backend", type=click.Choice(["torch", "onnx"]), default="torch", show_default=True,
-              help="Run the restorer in PyTorch, or in onnxruntime (exported on first use and cached).")
+@click.option("--backend", type=click.Choice(["auto", "torch", "compile", "onnx"]), default="auto", show_default=True,
+              help="How the restorer runs: auto = the fastest measured for the device (onnxruntime on CPU, "
+                   "exported on first use and cached; PyTorch on GPU).")
+@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
+              help="Arithmetic precision for the torch and compile backends.")
 @click.option("--onnx", "onnx_path", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="ONNX file for --backend onnx or --restorer onnx.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True,
@@ -170,7 +173,7 @@ def plugins_command(as_json: bool, model_dir: Path | None) -> None:
 def restore(inputs: tuple[Path, ...], output: Path, detector: str | None, parser_name: str | None,
             restorer: str | None, blender: str | None, upscale: float, aligned: bool, device: str,
             model_dir: Path | None, weights_path: Path | None, fidelity: float | None, backend: str,
-            onnx_path: Path | None, batch_size: int, only_center_face: bool,
+            precision: str, onnx_path: Path | None, batch_size: int, only_center_face: bool,
             largest_face: bool, min_face_size: float, detection_threshold: float | None, color_match: bool,
             save_faces: bool, ext: str | None, suffix: str, skip_existing: bool, recursive: bool,
             max_pixels: int, jpeg_quality: int | None, quiet: bool) -> None:
@@ -203,13 +206,18 @@ def restore(inputs: tuple[Path, ...], output: Path, detector: str | None, parser
         built["restorer"] = compose.build(restorer_spec, device=torch_device, resolver=resolver,
                                           weights_path=weights_path, options=component_options)
         chosen = [f"restorer {restorer_spec.name}"]
-        if backend == "onnx" and restorer_spec.name != "onnx":
-            from facefix.onnx import onnx_backend
+        if restorer_spec.name != "onnx":
+            from facefix.backends import apply_backend
             from facefix.weights import default_cache_dir
 
-            built["restorer"] = onnx_backend(built["restorer"], torch_device, onnx_path, default_cache_dir().parent / "onnx")
-        if hasattr(built["restorer"], "provider"):
-            chosen[0] += f" (onnxruntime, {built['restorer'].provider})"
+            built["restorer"], how = apply_backend(
+                built["restorer"], backend, precision, torch_device, onnx_path, default_cache_dir().parent / "onnx",
+                warn=lambda message: click.echo(message, err=True),
+            )
+            if how:
+                chosen[0] += f" ({how})"
+        elif hasattr(built["restorer"], "provider"):
+            chosen[0] += f" (onnxruntime {built['restorer'].provider})"
         blender_spec = None
         if not aligned:
             for kind, name in (("detector", detector), ("blender", blender)):

@@ -204,7 +204,8 @@ def onnx_backend(restorer: Any, device: str, onnx_path: Path | None, cache_dir: 
             raise ComponentError("this restorer has no PyTorch module to export; pass --onnx FILE")
         onnx_path = cached_export_path(restorer, cache_dir)
         if not onnx_path.exists():
-            export_restorer(restorer, onnx_path)
+            print(f"facefix: exporting {restorer.name or 'the restorer'} to ONNX once: {onnx_path}", file=sys.stderr)
+            export_restorer(restorer, onnx_path, dynamic_batch=True)
     runner = OnnxRestorer(onnx_path, device, restorer.normalization)
     if (runner.input_size, runner.output_size) != (restorer.input_size, restorer.output_size):
         raise ComponentError(

@@ -43,3 +43,9 @@ def file_digest(path: Path) -> str:
 
 def read_any(path: Path) -> np.ndarray:
     return cv2.imdecode(np.fromfile(str(path), np.uint8), cv2.IMREAD_UNCHANGED)
+
+
+@pytest.fixture(autouse=True)
+def isolated_facefix_home(tmp_path_factory, monkeypatch):
+    """Tests never touch the user's cache (~/.cache/facefix): weights, ONNX exports."""
+    monkeypatch.setenv("FACEFIX_HOME", str(tmp_path_factory.getbasetemp() / "facefix-home"))

@@ -117,7 +117,7 @@ def test_export_then_onnx_backend_within_one_level(tmp_path):
     difference = float(exported.output.rsplit("= ", 1)[1].split()[0])
     assert difference < 1e-4
     for backend in ("torch", "onnx"):
-        extra = ["--backend", "onnx", "--onnx", tmp_path / "m.onnx"] if backend == "onnx" else []
+        extra = ["--backend", "onnx", "--onnx", tmp_path / "m.onnx"] if backend == "onnx" else ["--backend", "torch"]
         result = invoke("restore", face, tmp_path / backend, "--aligned", "--restorer", "gfpgan", "--weights", weights,
                         "--quiet", *extra)
         assert result.exit_code == 0, result.output
@@ -138,6 +138,47 @@ def test_whole_image_path_on_real_photos(tmp_path, shared_weights):
     face_region = (slice(250, 400), slice(50, 170))  # the left-most face of the group photo
     assert psnr(restored[face_region], original[face_region]) < 30  # replaced by the (random) network's output
     assert psnr(restored[560:], original[560:]) > 40  # below every face footprint: only re-encoded
+
+
+def test_auto_backend_runs_onnxruntime_on_cpu_and_caches_the_export(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("auto picks PyTorch on a GPU")
+    face = shared_path("photos", ADELE)
+    weights = FIXTURES / "clean_main.pth"
+    home = tmp_path / "home"
+    runner = CliRunner(env={"FACEFIX_HOME": str(home)})
+    first = runner.invoke(cli, ["restore", str(face), str(tmp_path / "a"), "--aligned", "--restorer", "gfpgan",
+                                "--weights", str(weights)])
+    assert first.exit_code == 0 and "onnxruntime CPUExecutionProvider" in first.output
+    assert "exporting" in first.output and len(list((home / "onnx").glob("*.onnx"))) == 1
+    second = runner.invoke(cli, ["restore", str(face), str(tmp_path / "b"), "--aligned", "--restorer", "gfpgan",
+                                 "--weights", str(weights), "--fidelity", "1"])
+    assert "exporting" not in second.output  # same weights and fidelity: the cached export
+    torch_run = runner.invoke(cli, ["restore", str(face), str(tmp_path / "c"), "--aligned", "--restorer", "gfpgan",
+                                    "--weights", str(weights), "--backend", "torch"])
+    assert "(torch fp32)" in torch_run.output
+    a, c = read_any(tmp_path / "a" / ADELE), read_any(tmp_path / "c" / ADELE)
+    assert np.abs(a.astype(int) - c.astype(int)).max() <= 1
+
+
+def test_precision_and_compile_backends_stay_close_to_fp32(tmp_path):
+    import facefix.backends as backends
+
+    face = shared_path("photos", ADELE)
+    weights = FIXTURES / "clean_main.pth"
+    reference = None
+    for extra in (["--backend", "torch"], ["--backend", "torch", "--precision", "bf16"]):
+        if "bf16" in extra and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+            continue
+        out = tmp_path / "-".join(extra)
+        result = invoke("restore", face, out, "--aligned", "--restorer", "gfpgan", "--weights", weights, *extra)
+        assert result.exit_code == 0, result.output
+        image = read_any(out / ADELE).astype(int)
+        if reference is None:
+            reference = image
+        else:
+            assert np.abs(image - reference).mean() < 3  # bf16 rounding, not a different result
+    assert "compile" in backends.BACKENDS
 
 
 def test_registry_has_the_official_files_and_digests():

@@ -1,0 +1,127 @@
+"""Per-face speed of the GFP-GAN v1.4 architecture at 512 px (random weights).
+
+    python benchmarks/restorer_speed.py [--device cpu|cuda] [--repeats N] [--batches 1,4]
+        [--backends eager,compile,onnx] [--dtypes fp32,bf16]
+
+Speed doesn't depend on the weight values, and the official file can't be downloaded
+here. Reports seconds per face, FLOPs per face (counted by PyTorch's FlopCounterMode)
+and achieved GFLOP/s for each backend × precision × batch size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from facefix.onnx import create_session, export_restorer
+from facefix.restorers import TorchRestorer
+from facefix_plugins.gfpgan import _ImageOnly
+from facefix_plugins.gfpgan.arch import official_gfpgan
+
+
+def machine(device: str) -> str:
+    if device.startswith("cuda"):
+        return f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}"
+    cpu = platform.processor()
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    flags = Path("/proc/cpuinfo").read_text()
+    extras = [flag for flag in ("avx512_bf16", "amx_bf16", "avx512f", "avx2") if flag in flags]
+    return (f"{cpu} ({', '.join(extras)}), {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, "
+            f"torch {torch.__version__}")
+
+
+def time_call(function, repeats: int) -> float:
+    function()  # warm-up: allocations, kernel selection
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def flops_per_face(module: torch.nn.Module, device: str) -> float:
+    x = torch.zeros(1, 3, 512, 512, device=device)
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        module(x)
+    return float(counter.get_total_flops())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batches", default="1,4")
+    parser.add_argument("--backends", default="eager,compile,onnx")
+    parser.add_argument("--dtypes", default="fp32,bf16")
+    args = parser.parse_args()
+    device = args.device
+    batches = [int(b) for b in args.batches.split(",")]
+    backends = args.backends.split(",")
+    dtypes = args.dtypes.split(",")
+    if device == "cpu" and "bf16" in dtypes and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        dtypes.remove("bf16")
+
+    torch.manual_seed(0)
+    module = _ImageOnly(official_gfpgan("clean")).eval().to(device)
+    flops = flops_per_face(module, device)
+    print(f"machine: {machine(device)}")
+    print(f"GFP-GAN v1.4 architecture, 512 px: {flops / 1e9:.1f} GFLOP per face "
+          f"(multiply-adds counted as 2 FLOPs)\n")
+    print(f"{'backend':<10} {'dtype':<6} {'batch':>5} {'s/face':>8} {'GFLOP/s':>8} {'vs eager fp32':>14}")
+    results: dict[tuple[str, str, int], float] = {}
+
+    def report(backend: str, dtype: str, batch: int, seconds: float) -> None:
+        per_face = seconds / batch
+        results[(backend, dtype, batch)] = per_face
+        eager = results.get(("eager", "fp32", batch))
+        ratio = f"{per_face / eager:.2f}x" if eager else "-"
+        print(f"{backend:<10} {dtype:<6} {batch:>5} {per_face:8.3f} {flops / per_face / 1e9:8.1f} {ratio:>14}", flush=True)
+
+    for batch in batches:
+        x = torch.rand(batch, 3, 512, 512, device=device) * 2 - 1
+        for dtype in dtypes:
+            autocast_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
+
+            def run(model=module):
+                with torch.inference_mode():
+                    if autocast_dtype is None:
+                        return model(x)
+                    with torch.autocast(device_type=device.split(":")[0], dtype=autocast_dtype):
+                        return model(x)
+
+            if "eager" in backends:
+                report("eager", dtype, batch, time_call(run, args.repeats))
+            if "compile" in backends:
+                compiled = torch.compile(module)
+                start = time.perf_counter()
+                run(compiled)
+                compile_seconds = time.perf_counter() - start
+                report("compile", dtype, batch, time_call(lambda: run(compiled), args.repeats))
+                print(f"{'':<10} (first call with compilation: {compile_seconds:.0f} s)")
+        if "onnx" in backends:
+            with tempfile.TemporaryDirectory() as folder:
+                restorer = TorchRestorer(module.cpu(), input_size=512, output_size=512, name="gfpgan-v1.4-random")
+                path = export_restorer(restorer, Path(folder) / "gfpgan.onnx", dynamic_batch=True).path
+                module.to(device)
+                session, provider = create_session(path, device)
+                feed = {session.get_inputs()[0].name: x.cpu().numpy().astype(np.float32)}
+                report(f"onnx", "fp32", batch, time_call(lambda: session.run(None, feed), args.repeats))
+                print(f"{'':<10} (onnxruntime provider: {provider})")
+                del session
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""How a restorer runs: PyTorch eager, torch.compile, or onnxruntime; and in what precision.
+
+``auto`` picks the fastest path measured for the device (benchmarks/README.md): on a
+CPU that is onnxruntime in fp32 (0.58x eager for GFP-GAN v1.4, full precision, one
+export per weights file, cached); on a GPU, PyTorch. torch.compile with bf16 is faster
+still on CPUs with AVX512-BF16, but costs 90+ s of compilation in every process and
+rounds to bf16, so it is offered (``--backend compile --precision bf16``) for long
+jobs, not chosen by default.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from facefix.errors import FacefixError
+from facefix.restorers import TorchRestorer
+
+BACKENDS = ("auto", "torch", "compile", "onnx")
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def apply_backend(
+    restorer: Any,
+    backend: str,
+    precision: str,
+    device: str,
+    onnx_path: Path | None,
+    cache_dir: Path,
+    warn=print,
+) -> tuple[Any, str]:
+    """The restorer to run, and a few words saying how it runs."""
+    from facefix.onnx import onnx_backend
+
+    exportable = hasattr(restorer, "export_module")
+    if backend == "auto":
+        backend = "onnx" if device == "cpu" and exportable and precision == "fp32" else "torch"
+        if backend == "onnx":
+            try:
+                runner = onnx_backend(restorer, device, onnx_path, cache_dir)
+                return runner, f"onnxruntime {runner.provider}"
+            except FacefixError as error:  # auto never fails where PyTorch would work
+                warn(f"facefix: onnxruntime not used ({error}); running in PyTorch")
+                backend = "torch"
+    if backend == "onnx":
+        runner = onnx_backend(restorer, device, onnx_path, cache_dir)
+        return runner, f"onnxruntime {runner.provider}"
+    if not isinstance(restorer, TorchRestorer):
+        return restorer, ""
+    if precision != "fp32":
+        if device == "cpu" and precision == "fp16":
+            raise FacefixError("--precision fp16 needs a GPU; on a CPU use bf16")
+        if device == "cpu" and precision == "bf16" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+            raise FacefixError("this CPU has no bf16 support (AVX512-BF16 or AMX): use --precision fp32")
+        restorer.dtype = PRECISIONS[precision]
+    if backend == "compile":
+        restorer.module = torch.compile(restorer.module)
+    return restorer, f"torch{' compiled' if backend == 'compile' else ''} {precision}"
