@@ -206,6 +206,10 @@ def restore(inputs: tuple[Path, ...], output: Path, detector: str | None, parser
         built["restorer"] = compose.build(restorer_spec, device=torch_device, resolver=resolver,
                                           weights_path=weights_path, options=component_options)
         chosen = [f"restorer {restorer_spec.name}"]
+        if restorer is None and restorer_spec.name == "passthrough" and not quiet:
+            click.echo("facefix: note: no restoring network has its weights on disk, so faces pass through "
+                       "unchanged; get one with `facefix weights download gfpgan-v1.4` or choose --restorer",
+                       err=True)
         if restorer_spec.name != "onnx":
             from facefix.backends import apply_backend
             from facefix.weights import default_cache_dir
