@@ -254,13 +254,15 @@ def restore(inputs: tuple[Path, ...], output: Path, detector: str | None, parser
         sys.exit(1)
 
 
-def _add_weights_group() -> None:
+def _add_core_commands() -> None:
+    from facefix.training.degrade_cli import degrade
     from facefix.weights_cli import weights
 
     cli.add_command(weights)
+    cli.add_command(degrade)
 
 
-_add_weights_group()
+_add_core_commands()
 
 
 def main() -> None:

@@ -1,0 +1,1 @@
+"""Training support shared by every network plugin: degradations, datasets, the training engine."""
