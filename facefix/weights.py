@@ -34,6 +34,9 @@ CHUNK = 1 << 20  # 1 MiB: bounded memory for hashing and streaming multi-GB file
 DOWNLOAD_TIMEOUT = 30.0  # seconds without data before a URL is given up
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _TRUE = {"1", "true", "yes", "on"}
+#: Kinds a weights entry's ``component`` may name: the pipeline's, plus ``loss`` for
+#: training-only networks (VGG for perceptual losses, ArcFace for the identity loss).
+COMPONENT_KINDS = (*KINDS, "loss")
 
 
 @dataclass(frozen=True)
@@ -69,10 +72,10 @@ class WeightsEntry:
             raise ValueError(f"weights {self.name!r}: bad size {self.size!r}")
         if self.component:
             kind, _, component_name = self.component.partition(":")
-            if kind not in KINDS or not component_name:
+            if kind not in COMPONENT_KINDS or not component_name:
                 raise ValueError(
                     f"weights {self.name!r}: component must be 'kind:name' with kind one of "
-                    f"{', '.join(KINDS)}; got {self.component!r}"
+                    f"{', '.join(COMPONENT_KINDS)}; got {self.component!r}"
                 )
 
     @property

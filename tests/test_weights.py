@@ -20,7 +20,7 @@ import torch
 from click.testing import CliRunner
 
 from facefix import plugins
-from facefix.components import KINDS
+from facefix.weights import COMPONENT_KINDS
 from facefix.errors import WeightsError
 from facefix.hookspecs import hookimpl
 from facefix.weights import (
@@ -472,7 +472,7 @@ def test_manifest_entries_are_complete():
         assert item["sha256"] is None or re.fullmatch(r"[0-9a-f]{64}", item["sha256"])
         assert item["size"] is None or (isinstance(item["size"], int) and item["size"] > 0)
         kind, _, component = item["component"].partition(":")
-        assert kind in KINDS and component
+        assert kind in COMPONENT_KINDS and component
         assert item["license"]
     by_name = {item["name"]: item for item in raw["weights"]}
     for name, digest in FACEXLIB_DIGESTS.items():

@@ -17,6 +17,7 @@ import re
 from pathlib import Path
 from typing import Any, Mapping
 
+import click
 import torch
 
 from facefix.components import ComponentContext
@@ -162,10 +163,35 @@ def register_restorers(register):
         register(name, _factory(name, registry_name), description=description, weights=(registry_name,))
 
 
+def _recipe():
+    from facefix_plugins.gfpgan.train import GFPGANRecipe  # training code loads only when training
+
+    return GFPGANRecipe()
+
+
+TRAIN_OPTIONS = [
+    ("--width", "width", {"type": float, "help": "Channel width factor (1 = official; 0.25 trains on a CPU)."}),
+    ("--channel-multiplier", "channel_multiplier", {"type": int, "help": "StyleGAN2 channel multiplier (official: 2)."}),
+    ("--style-dim", "num_style_feat", {"type": int, "help": "Latent width (official: 512)."}),
+    ("--pretrained-prior", "pretrained_prior",
+     {"type": click.Path(exists=True, dir_okay=False), "help": "StyleGAN2 generator weights for the decoder."}),
+    ("--no-perceptual", "perceptual", {"flag_value": False, "default": None, "help": "No VGG19 perceptual/style loss."}),
+    ("--no-identity", "identity", {"flag_value": False, "default": None, "help": "No ArcFace identity loss."}),
+    ("--no-components", "components", {"flag_value": False, "default": None, "help": "No facial-component losses."}),
+    ("--no-gan", "gan", {"flag_value": False, "default": None, "help": "No adversarial loss."}),
+]
+
+
 @hookimpl
-def register_commands(export):
+def register_commands(train, export):
+    from facefix.training.cli import train_command
+
     variants = {"v1.4": "gfpgan", "v1.3": "gfpgan-v1.3", "v1.2": "gfpgan-v1.2", "v1": "gfpgan-v1"}
     export.add_command(export_command("gfpgan", variants, "v1.4"))
+    train.add_command(train_command(
+        "gfpgan", _recipe, TRAIN_OPTIONS, default_size=512,
+        help_text="Train GFP-GAN (clean architecture) on aligned faces; RUN_DIR/final.pth works with "
+                  "`facefix restore --restorer gfpgan --weights` and `facefix export gfpgan --weights`."))
 
 
 __all__ = ["GFPGANRestorer", "detect_architecture", "infer_config", "load_gfpgan"]

@@ -1,0 +1,95 @@
+"""``facefix train NAME``: one command builder shared by every network's recipe.
+
+Common options (data, size, iterations, batch, precision, checkpoints, resume, config
+file) live here; a recipe adds its own as ``(flag, recipe key, click kwargs)``.
+Precedence: recipe defaults < ``--config FILE`` < command-line flags.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from facefix.errors import FacefixError
+
+
+def train_command(name: str, make_recipe: Callable[[], Any], recipe_options: list[tuple[str, str, dict]],
+                  default_size: int = 512, help_text: str = "") -> click.Command:
+    def command(**values: Any) -> None:
+        try:
+            run(values)
+        except FacefixError as error:
+            click.echo(f"Error: {error}", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            sys.exit(130)
+
+    def run(values: dict[str, Any]) -> None:
+        from facefix.inference import select_device
+        from facefix.training.trainer import Trainer, TrainConfig
+
+        recipe = make_recipe()
+        settings: dict[str, Any] = {"network": name, "size": default_size, "recipe": dict(recipe.defaults)}
+        if values["config_file"] is not None:
+            from_file = TrainConfig.from_file(values["config_file"])
+            settings["recipe"].update(from_file.pop("recipe", {}))
+            settings.update(from_file)
+        for key in ("data", "val", "masks", "size", "iters", "batch_size", "accumulate", "workers", "seed",
+                    "val_every", "checkpoint_every", "precision"):
+            if values.get(key) is not None:
+                settings[key] = str(values[key]) if isinstance(values[key], Path) else values[key]
+        if values["preset"] is not None:
+            settings.setdefault("degradation", {})["preset"] = values["preset"]
+        for _, key, _ in recipe_options:
+            if values.get(key) is not None:
+                settings["recipe"][key] = str(values[key]) if isinstance(values[key], Path) else values[key]
+        if values["model_dir"] is not None:
+            settings["recipe"]["model_dir"] = str(values["model_dir"])
+        settings["out"] = str(values["out"] or Path("runs") / name)
+        if "data" not in settings:
+            raise click.UsageError("--data DIR is required (or set it in --config)")
+        config = TrainConfig(**settings)
+        trainer = Trainer(recipe, config, device=select_device(values["device"]), quiet=values["quiet"])
+        resume = None
+        if values["resume"]:
+            resume = Path(config.out) / "last.pth"
+            if not resume.exists():
+                raise FacefixError(f"--resume: no checkpoint at {resume}")
+        final = trainer.fit(resume=resume)
+        if trainer.main_process:
+            click.echo(f"trained {name} for {trainer.step} steps: {final}")
+
+    options = [
+        click.option("--data", type=click.Path(exists=True, file_okay=False, path_type=Path),
+                     help="Folder of aligned high-quality faces (any size; resized to --size)."),
+        click.option("--val", type=click.Path(exists=True, file_okay=False, path_type=Path),
+                     help="Separate validation faces (default: a fixed 5% of --data)."),
+        click.option("--masks", type=click.Path(exists=True, file_okay=False, path_type=Path),
+                     help="Parsing masks (PNG labels 0-18, same file stems)."),
+        click.option("--size", type=int, help=f"Training size in pixels (default {default_size})."),
+        click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                     help="JSON file with any TrainConfig field and a 'recipe' section."),
+        click.option("--iters", type=click.IntRange(min=1)),
+        click.option("--batch-size", type=click.IntRange(min=1)),
+        click.option("--accumulate", type=click.IntRange(min=1), help="Micro-batches per step (gradient accumulation)."),
+        click.option("--workers", type=click.IntRange(min=0), help="Data-loading processes."),
+        click.option("--seed", type=int),
+        click.option("--preset", help="Degradation preset (default: the network's own)."),
+        click.option("--val-every", type=click.IntRange(min=0)),
+        click.option("--checkpoint-every", type=click.IntRange(min=0)),
+        click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"])),
+        click.option("--out", type=click.Path(file_okay=False, path_type=Path), help=f"Run folder (default runs/{name})."),
+        click.option("--resume", is_flag=True, help="Continue from RUN_DIR/last.pth."),
+        click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="auto", show_default=True),
+        click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path), envvar="FACEFIX_MODEL_DIR",
+                     help="Folder with loss and detector weights (VGG, ArcFace, RetinaFace)."),
+        click.option("--quiet", "-q", is_flag=True),
+    ]
+    for flag, key, kwargs in recipe_options:
+        options.append(click.option(flag, key, **kwargs))
+    for option in reversed(options):
+        command = option(command)
+    return click.command(name=name, help=help_text or f"Train {name} on aligned faces.")(command)

@@ -1,0 +1,396 @@
+"""The training engine every network plugin trains on.
+
+A *recipe* (one per network) builds the models and optimisers and says what one
+training step does; the engine owns everything else: data loading, G/D updates with
+gradient accumulation and mixed precision, the EMA of the generator, validation
+(PSNR/SSIM against the degraded inputs', image grids), CSV/TensorBoard logs, a tqdm
+bar, checkpoints every N steps and on Ctrl-C, ``--resume``, and DDP under ``torchrun``.
+The final checkpoint (``final.pth``) is in the layout ``facefix restore --weights``
+reads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import cv2
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+from tqdm import tqdm
+
+from facefix.errors import FacefixError
+from facefix.image_io import write_image
+from facefix.training.data import FaceDataset, list_faces, split, to_image
+from facefix.training.degradations import PRESETS, DegradationConfig  # noqa: F401 (type)
+from facefix.training.metrics import psnr, ssim
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run depends on; saved in every checkpoint and in ``config.json``."""
+
+    network: str
+    data: str
+    out: str
+    val: str | None = None
+    masks: str | None = None
+    size: int = 512
+    iters: int = 1000
+    batch_size: int = 4
+    accumulate: int = 1
+    workers: int = 2
+    seed: int = 0
+    val_fraction: float = 0.05  # held out of --data when there is no --val folder
+    val_count: int = 16  # validation faces evaluated (the first N, always the same)
+    val_every: int = 500
+    checkpoint_every: int = 1000
+    log_every: int = 10
+    ema_decay: float = 0.999
+    precision: str = "fp32"  # fp32 | bf16 | fp16
+    degradation: dict[str, Any] = field(default_factory=dict)  # {"preset": NAME, overrides...}
+    recipe: dict[str, Any] = field(default_factory=dict)  # network-specific options
+
+    @classmethod
+    def from_file(cls, path: Path) -> dict[str, Any]:
+        values = json.loads(Path(path).read_text())
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise FacefixError(f"{path}: unknown config keys: {', '.join(unknown)}")
+        return values
+
+    def degradation_config(self, default_preset: str) -> DegradationConfig:
+        options = dict(self.degradation)
+        preset = options.pop("preset", default_preset)
+        if preset not in PRESETS:
+            raise FacefixError(f"unknown degradation preset {preset!r}; presets: {', '.join(sorted(PRESETS))}")
+        return PRESETS[preset].with_overrides(options)
+
+
+class Recipe(Protocol):
+    """What a network plugin provides to train on the engine."""
+
+    name: str
+    default_preset: str
+    needs_masks: bool
+
+    def build_models(self, config: TrainConfig, device: str) -> dict[str, torch.nn.Module]:
+        """Every trained module; ``"generator"`` is the one that is EMA'd, validated and exported."""
+
+    def build_optimizers(self, models: dict[str, torch.nn.Module], config: TrainConfig) -> dict[str, torch.optim.Optimizer]: ...
+
+    def train_step(self, batch: dict[str, torch.Tensor], models: dict[str, torch.nn.Module], step: "StepContext") -> None:
+        """One iteration: call ``step.update(optimizer_name, loss_fn)`` for each G/D update."""
+
+    def generate(self, generator: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The restored faces (RGB, [-1, 1]) for validation."""
+
+    def export(self, generator: torch.nn.Module, config: TrainConfig) -> dict[str, Any]:
+        """The checkpoint ``facefix restore --weights`` loads (from the EMA generator)."""
+
+
+class StepContext:
+    """Runs one optimiser update over the micro-batches of a step.
+
+    ``update(name, loss_fn)``: zero the grads of optimiser ``name``, then for each
+    micro-batch call ``loss_fn(micro_batch) -> (loss, {component: value})`` under
+    autocast, back-propagate ``loss / accumulate``, and step. The recipe decides the
+    order of G and D updates; the engine decides precision and accumulation.
+    """
+
+    def __init__(self, engine: "Trainer", batch: dict[str, torch.Tensor], iteration: int):
+        self.engine = engine
+        self.iteration = iteration
+        self.logs: dict[str, float] = {}
+        n = engine.config.accumulate
+        size = next(iter(batch.values())).shape[0]
+        bounds = np.linspace(0, size, n + 1).astype(int)
+        self.micro_batches = [
+            {key: value[bounds[i] : bounds[i + 1]] for key, value in batch.items()} for i in range(n) if bounds[i + 1] > bounds[i]
+        ]
+
+    def update(self, name: str, loss_fn: Callable[[dict[str, torch.Tensor]], tuple[torch.Tensor, dict[str, float]]],
+               requires: list[torch.nn.Module] | None = None) -> None:
+        engine = self.engine
+        optimizer = engine.optimizers[name]
+        optimizer.zero_grad(set_to_none=True)
+        for micro in self.micro_batches:
+            with engine.autocast():
+                loss, parts = loss_fn(micro)
+            engine.scaler.scale(loss / len(self.micro_batches)).backward()
+            for key, value in parts.items():
+                self.logs[key] = self.logs.get(key, 0.0) + float(value) / len(self.micro_batches)
+        if engine.distributed:
+            engine.average_gradients(optimizer)
+        engine.scaler.step(optimizer)
+        engine.scaler.update()
+
+
+def set_requires_grad(module: torch.nn.Module, flag: bool) -> None:
+    for parameter in module.parameters():
+        parameter.requires_grad_(flag)
+
+
+def git_revision() -> str:
+    try:
+        here = Path(__file__).resolve().parent
+        return subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=10).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def unwrap(module: torch.nn.Module) -> torch.nn.Module:
+    """The module itself (kept for modules a recipe wraps, e.g. in DataParallel)."""
+    return getattr(module, "module", module)
+
+
+class Trainer:
+    def __init__(self, recipe: Recipe, config: TrainConfig, device: str = "cpu", quiet: bool = False):
+        self.recipe = recipe
+        self.config = config
+        self.quiet = quiet
+        self.distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+        if self.distributed and not dist.is_initialized():
+            dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+        self.rank = dist.get_rank() if self.distributed else 0
+        if self.distributed and device.startswith("cuda"):
+            device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+            torch.cuda.set_device(device)
+        self.device = device
+        self.out = Path(config.out)
+        torch.manual_seed(config.seed)  # same initial weights on every rank (and broadcast below)
+
+        degradation = config.degradation_config(recipe.default_preset)
+        train_files = list_faces(Path(config.data))
+        if config.val:
+            val_files = list_faces(Path(config.val))
+        else:
+            train_files, val_files = split(train_files, config.val_fraction, config.seed)
+        masks = Path(config.masks) if config.masks else None
+        if recipe.needs_masks and masks is None:
+            raise FacefixError(f"training {recipe.name} needs parsing masks: pass --masks DIR")
+        self.train_set = FaceDataset(train_files, config.size, degradation, masks=masks, train=True, seed=config.seed)
+        self.val_set = FaceDataset(val_files[: config.val_count], config.size, degradation,
+                                   masks=masks if config.val is None else None, train=False, seed=config.seed)
+
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.models = recipe.build_models(config, device)
+        if hasattr(recipe, "setup"):
+            recipe.setup(self)
+        self.ema = copy.deepcopy(self.models["generator"]).eval()
+        set_requires_grad(self.ema, False)
+        if self.distributed:
+            # Not DistributedDataParallel: GAN steps run a discriminator several times per
+            # backward and R1 leaves some parameters without gradients, which DDP's reducer
+            # rejects. Gradients are averaged explicitly before every optimiser step instead.
+            for module in [*self.models.values(), self.ema]:
+                for tensor in [*module.parameters(), *module.buffers()]:
+                    dist.broadcast(tensor.data, src=0)
+        self.optimizers = recipe.build_optimizers(self.models, config)
+        fp16 = config.precision == "fp16"
+        self.scaler = torch.amp.GradScaler(device.split(":")[0], enabled=fp16)
+        self.step = 0
+        self.history: list[dict[str, float]] = []
+
+    # -- helpers ---------------------------------------------------------------------
+
+    def average_gradients(self, optimizer: torch.optim.Optimizer) -> None:
+        """All-reduce the gradients of ``optimizer``'s parameters across ranks (mean)."""
+        world = dist.get_world_size()
+        for group in optimizer.param_groups:
+            for parameter in group["params"]:
+                # Which gradients exist depends only on the code path, the same on every rank;
+                # leaving None alone keeps Adam from moving parameters the loss didn't touch.
+                if parameter.grad is None:
+                    continue
+                dist.all_reduce(parameter.grad, op=dist.ReduceOp.SUM)
+                parameter.grad /= world
+
+    def autocast(self):
+        if self.config.precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.config.precision == "bf16" else torch.float16
+        return torch.autocast(device_type=self.device.split(":")[0], dtype=dtype)
+
+    @property
+    def main_process(self) -> bool:
+        return self.rank == 0
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        decay = self.config.ema_decay
+        source = unwrap(self.models["generator"])
+        for ema_param, param in zip(self.ema.parameters(), source.parameters()):
+            ema_param.lerp_(param.detach(), 1.0 - decay)
+        for ema_buffer, buffer in zip(self.ema.buffers(), source.buffers()):
+            ema_buffer.copy_(buffer)
+
+    # -- checkpoints -----------------------------------------------------------------
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "config": asdict(self.config),
+            "models": {name: unwrap(module).state_dict() for name, module in self.models.items()},
+            "ema": self.ema.state_dict(),
+            "optimizers": {name: optimizer.state_dict() for name, optimizer in self.optimizers.items()},
+            "git_revision": git_revision(),
+            "data": {"train_faces": len(self.train_set), "val_faces": len(self.val_set), "data": self.config.data},
+        }
+
+    def save(self, name: str) -> Path:
+        from facefix.image_io import atomic_temporary
+
+        path = self.out / name
+        temporary = atomic_temporary(path)
+        try:
+            torch.save(self.checkpoint_state(), temporary)
+            os.replace(temporary, path)
+        finally:
+            if os.path.exists(temporary):
+                os.unlink(temporary)
+        return path
+
+    def resume(self, path: Path) -> None:
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        for name, module in self.models.items():
+            unwrap(module).load_state_dict(state["models"][name])
+        self.ema.load_state_dict(state["ema"])
+        for name, optimizer in self.optimizers.items():
+            optimizer.load_state_dict(state["optimizers"][name])
+        self.step = int(state["step"])
+
+    # -- validation ------------------------------------------------------------------
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        if len(self.val_set) == 0:
+            return {}
+        scores = {"psnr": [], "ssim": [], "psnr_lq": [], "ssim_lq": []}
+        rows = []
+        loader = DataLoader(self.val_set, batch_size=max(1, self.config.batch_size), shuffle=False, num_workers=0)
+        for batch in loader:
+            lq = batch["lq"].to(self.device)
+            with self.autocast():
+                output = self.recipe.generate(self.ema, {**batch, "lq": lq}).float()
+            for i in range(lq.shape[0]):
+                restored, degraded, target = to_image(output[i]), to_image(batch["lq"][i]), to_image(batch["hq"][i])
+                scores["psnr"].append(psnr(restored, target))
+                scores["ssim"].append(ssim(restored, target))
+                scores["psnr_lq"].append(psnr(degraded, target))
+                scores["ssim_lq"].append(ssim(degraded, target))
+                if len(rows) < 4:
+                    rows.append(np.concatenate([degraded, restored, target], axis=1))
+        result = {key: float(np.mean(values)) for key, values in scores.items()}
+        write_image(self.out / "val" / f"step_{self.step:07d}.png", np.concatenate(rows, axis=0))
+        self._append_csv("val.csv", {"step": self.step, **result})
+        return result
+
+    def _append_csv(self, name: str, row: dict[str, float]) -> None:
+        path = self.out / name
+        new = not path.exists()
+        with path.open("a", newline="") as stream:
+            writer = csv.DictWriter(stream, fieldnames=list(row))
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+
+    # -- the loop --------------------------------------------------------------------
+
+    def fit(self, resume: Path | None = None) -> Path:
+        config = self.config
+        if self.main_process:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "config.json").write_text(json.dumps(asdict(config), indent=2) + "\n")
+        if resume is not None:
+            self.resume(resume)
+        writer = None
+        if self.main_process:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                writer = SummaryWriter(str(self.out / "tensorboard"))
+            except Exception:  # tensorboard is optional
+                writer = None
+        sampler = (DistributedSampler(self.train_set, seed=config.seed) if self.distributed
+                   else RandomSampler(self.train_set, generator=torch.Generator().manual_seed(config.seed)))
+        bar = tqdm(total=config.iters, initial=self.step, desc=f"train {self.recipe.name}", unit="it",
+                   disable=self.quiet or not self.main_process, file=sys.stderr)
+        epoch = self.step * config.batch_size // max(1, len(self.train_set))
+        started = time.perf_counter()
+        try:
+            while self.step < config.iters:
+                self.train_set.epoch = epoch
+                if isinstance(sampler, DistributedSampler):
+                    sampler.set_epoch(epoch)
+                loader = DataLoader(self.train_set, batch_size=config.batch_size, sampler=sampler,
+                                    num_workers=config.workers, drop_last=True, pin_memory=self.device != "cpu")
+                for batch in loader:
+                    if self.step >= config.iters:
+                        break
+                    batch = {key: value.to(self.device, non_blocking=True) for key, value in batch.items()}
+                    context = StepContext(self, batch, self.step)
+                    for module in self.models.values():
+                        module.train()
+                    self.recipe.train_step(batch, self.models, context)
+                    self._update_ema()
+                    self.step += 1
+                    bar.update(1)
+                    if self.main_process and (self.step % config.log_every == 0 or self.step == 1):
+                        row = {"step": self.step, "seconds": round(time.perf_counter() - started, 2), **context.logs}
+                        self._append_csv("log.csv", row)
+                        self.history.append(row)
+                        bar.set_postfix({key: f"{value:.3g}" for key, value in list(context.logs.items())[:4]})
+                        if writer is not None:
+                            for key, value in context.logs.items():
+                                writer.add_scalar(f"train/{key}", value, self.step)
+                    if self.main_process and config.val_every and self.step % config.val_every == 0:
+                        scores = self.validate()
+                        if scores and not self.quiet:
+                            tqdm.write(f"step {self.step}: val PSNR {scores['psnr']:.2f} dB (degraded "
+                                       f"{scores['psnr_lq']:.2f}), SSIM {scores['ssim']:.4f} "
+                                       f"(degraded {scores['ssim_lq']:.4f})", file=sys.stderr)
+                        if writer is not None:
+                            for key, value in scores.items():
+                                writer.add_scalar(f"val/{key}", value, self.step)
+                    if self.main_process and config.checkpoint_every and self.step % config.checkpoint_every == 0:
+                        self.save("last.pth")
+                epoch += 1
+        except KeyboardInterrupt:
+            if self.main_process:
+                path = self.save("last.pth")
+                print(f"\ninterrupted at step {self.step}: saved {path}; continue with --resume", file=sys.stderr)
+            raise
+        finally:
+            bar.close()
+            if writer is not None:
+                writer.close()
+        final = self.out / "final.pth"
+        if self.main_process:
+            self.save("last.pth")
+            if config.val_every:
+                scores = self.validate()
+                if scores and not self.quiet:
+                    print(f"final: val PSNR {scores['psnr']:.2f} dB (degraded {scores['psnr_lq']:.2f}), "
+                          f"SSIM {scores['ssim']:.4f} (degraded {scores['ssim_lq']:.4f})", file=sys.stderr)
+            from facefix.image_io import atomic_temporary
+
+            temporary = atomic_temporary(final)
+            torch.save(self.recipe.export(self.ema, config), temporary)
+            os.replace(temporary, final)
+        if self.distributed:
+            dist.barrier()
+        return final

@@ -1,0 +1,230 @@
+"""The GFP-GAN training recipe (paper + reference config numbers, anchors.md).
+
+Losses: pixel L1, pyramid L1 on the U-Net's intermediate RGB outputs, perceptual +
+Gram style on VGG19 conv features, non-saturating logistic GAN with lazy R1,
+facial-component GAN + Gram style (left eye, right eye, mouth), identity (ArcFace).
+Each can be switched off; VGG and ArcFace weights come from the weights registry.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from facefix.training.components import component_boxes, detect_landmarks, flip_boxes
+from facefix.training.discriminators import StyleGAN2Discriminator
+from facefix.training.losses import (
+    FacialComponentLoss,
+    build_identity,
+    build_perceptual,
+    gan_loss,
+    l1_loss,
+    pyramid_l1,
+    r1_penalty,
+)
+from facefix.training.trainer import TrainConfig, set_requires_grad
+
+
+def scalar(value: torch.Tensor) -> float:
+    return float(value.detach())
+from facefix_plugins.gfpgan.arch import GFPGANv1, GFPGANv1Clean
+
+DEFAULTS: dict[str, Any] = {
+    "arch": "clean",
+    "width": 1.0,  # "narrow": scales every channel count; < 1 for CPU-sized models
+    "channel_multiplier": 2,
+    "num_style_feat": 512,
+    "num_mlp": 8,
+    "d_width": 1.0,
+    "lr_g": 2e-3,
+    "lr_d": 2e-3,
+    "lr_components": 2e-3,
+    "pixel_weight": 0.1,
+    "pyramid_weight": 1.0,
+    "pyramid_until": 50_000,
+    "perceptual": True,
+    "perceptual_weight": 1.0,
+    "style_weight": 50.0,
+    "perceptual_layers": {"conv1_2": 0.1, "conv2_2": 0.1, "conv3_4": 1.0, "conv4_4": 1.0, "conv5_4": 1.0},
+    "gan": True,
+    "gan_weight": 0.1,
+    "r1_weight": 10.0,
+    "r1_every": 16,
+    "components": True,
+    "component_gan_weight": 1.0,
+    "component_style_weight": 200.0,
+    "identity": True,
+    "identity_weight": 10.0,
+    "pretrained_prior": None,
+    "fix_decoder": False,
+    "model_dir": None,
+}
+
+
+class GFPGANRecipe:
+    name = "gfpgan"
+    default_preset = "gfpgan"
+    needs_masks = False
+    defaults = DEFAULTS
+
+    def __init__(self) -> None:
+        self.options: dict[str, Any] = dict(DEFAULTS)
+        self.boxes: torch.Tensor | None = None
+        self.perceptual = None
+        self.identity = None
+
+    # -- building --------------------------------------------------------------------
+
+    def architecture(self, config: TrainConfig) -> dict[str, Any]:
+        o = self.options
+        return {
+            "arch": o["arch"], "out_size": config.size, "num_style_feat": int(o["num_style_feat"]),
+            "channel_multiplier": o["channel_multiplier"], "num_mlp": int(o["num_mlp"]), "input_is_latent": True,
+            "different_w": True, "narrow": float(o["width"]), "sft_half": True,
+        }
+
+    def build_models(self, config: TrainConfig, device: str) -> dict[str, torch.nn.Module]:
+        from facefix.weights import WeightsResolver
+
+        self.options = {**DEFAULTS, **config.recipe}
+        o = self.options
+        arch = self.architecture(config)
+        network_class = GFPGANv1Clean if arch.pop("arch") == "clean" else GFPGANv1
+        generator = network_class(**arch, fix_decoder=bool(o["fix_decoder"] and o["pretrained_prior"]))
+        if o["pretrained_prior"]:
+            self._load_prior(generator, Path(o["pretrained_prior"]))
+        models: dict[str, torch.nn.Module] = {"generator": generator.to(device)}
+        resolver = WeightsResolver(model_dir=Path(o["model_dir"]) if o["model_dir"] else None)
+        if o["gan"]:
+            models["discriminator"] = StyleGAN2Discriminator(
+                config.size, channel_multiplier=o["channel_multiplier"], narrow=float(o["d_width"])).to(device)
+        if o["components"]:
+            models["components"] = FacialComponentLoss().to(device)
+        if o["perceptual"]:
+            self.perceptual = build_perceptual(resolver, "vgg19", layer_weights=o["perceptual_layers"],
+                                               style_weight=o["style_weight"]).to(device)
+        if o["identity"]:
+            self.identity = build_identity(resolver).to(device)
+        return models
+
+    def _load_prior(self, generator: torch.nn.Module, path: Path) -> None:
+        from facefix.errors import WeightsError
+        from facefix.weights import load_state_dict
+        from facefix_plugins.gfpgan.arch import select_params
+
+        state = select_params(load_state_dict(path))
+        state = {key.removeprefix("stylegan_decoder."): value for key, value in state.items()}
+        result = generator.stylegan_decoder.load_state_dict(state, strict=False)
+        if result.missing_keys:
+            raise WeightsError(f"{path}: not a StyleGAN2 generator of this size and width "
+                               f"(missing {', '.join(result.missing_keys[:4])})")
+
+    def setup(self, trainer) -> None:
+        if self.options["components"]:
+            model_dir = Path(self.options["model_dir"]) if self.options["model_dir"] else None
+            landmarks = detect_landmarks(trainer.train_set.files, trainer.config.size, trainer.out / "landmarks.json",
+                                         model_dir=model_dir, quiet=trainer.quiet)
+            self.boxes = torch.from_numpy(np.stack([component_boxes(p) for p in landmarks]))
+
+    def build_optimizers(self, models, config):
+        o = self.options
+        generator_params = [p for p in models["generator"].parameters() if p.requires_grad]
+        optimizers = {"generator": torch.optim.Adam(generator_params, lr=o["lr_g"], betas=(0.9, 0.99))}
+        if "discriminator" in models:
+            # lazy R1: StyleGAN2 rescales the D optimiser for the regularisation interval
+            ratio = o["r1_every"] / (o["r1_every"] + 1)
+            optimizers["discriminator"] = torch.optim.Adam(
+                models["discriminator"].parameters(), lr=o["lr_d"] * ratio, betas=(0.9**ratio, 0.99**ratio))
+        if "components" in models:
+            optimizers["components"] = torch.optim.Adam(models["components"].parameters(), lr=o["lr_components"],
+                                                        betas=(0.9, 0.99))
+        return optimizers
+
+    # -- one step --------------------------------------------------------------------
+
+    def _boxes(self, batch: dict[str, torch.Tensor], size: int) -> torch.Tensor:
+        boxes = self.boxes[batch["index"].cpu()].to(batch["hq"].device)
+        return flip_boxes(boxes, size, batch["flipped"].to(boxes.device))
+
+    def train_step(self, batch, models, step) -> None:
+        o = self.options
+        generator = models["generator"]
+        size = batch["hq"].shape[-1]
+        discriminator = models.get("discriminator")
+        components = models.get("components")
+
+        if discriminator is not None:
+            set_requires_grad(discriminator, True)
+
+            def d_loss(micro):
+                with torch.no_grad():
+                    fake = generator(micro["lq"], return_rgb=False)[0]
+                fake_loss = gan_loss(discriminator(fake.detach()), False, "softplus", for_discriminator=True)
+                real_loss = gan_loss(discriminator(micro["hq"]), True, "softplus", for_discriminator=True)
+                return fake_loss + real_loss, {"d": scalar(fake_loss + real_loss)}
+
+            step.update("discriminator", d_loss)
+            if step.iteration % o["r1_every"] == 0:
+                def r1(micro):
+                    real = micro["hq"].detach().requires_grad_(True)
+                    penalty = r1_penalty(discriminator(real), real)
+                    return o["r1_weight"] / 2 * penalty * o["r1_every"], {"r1": scalar(penalty)}
+
+                step.update("discriminator", r1)
+            set_requires_grad(discriminator, False)
+
+        if components is not None:
+            set_requires_grad(components, True)
+
+            def component_d_loss(micro):
+                with torch.no_grad():
+                    fake = generator(micro["lq"], return_rgb=False)[0]
+                loss = components.discriminator_loss(fake.detach(), micro["hq"], self._boxes(micro, size))
+                return loss, {"d_components": scalar(loss)}
+
+            step.update("components", component_d_loss)
+            set_requires_grad(components, False)
+
+        def g_loss(micro):
+            output, rgbs = generator(micro["lq"], return_rgb=True)
+            target = micro["hq"]
+            parts = {}
+            total = o["pixel_weight"] * l1_loss(output, target)
+            parts["l1"] = scalar(total)
+            if o["pyramid_weight"] and step.iteration < o["pyramid_until"]:
+                pyramid = o["pyramid_weight"] * pyramid_l1(rgbs, target)
+                total = total + pyramid
+                parts["pyramid"] = scalar(pyramid)
+            if self.perceptual is not None:
+                perceptual, style = self.perceptual(output, target)
+                total = total + o["perceptual_weight"] * perceptual + style
+                parts["perceptual"] = scalar(perceptual)
+                parts["style"] = scalar(style)
+            if discriminator is not None:
+                adversarial = o["gan_weight"] * gan_loss(discriminator(output), True, "softplus", for_discriminator=False)
+                total = total + adversarial
+                parts["gan"] = scalar(adversarial)
+            if components is not None:
+                component_gan, component_style = components.generator_loss(output, target, self._boxes(micro, size))
+                total = total + o["component_gan_weight"] * component_gan + o["component_style_weight"] * component_style
+                parts["component_gan"] = scalar(component_gan)
+                parts["component_style"] = scalar(component_style)
+            if self.identity is not None:
+                identity = o["identity_weight"] * self.identity(output, target)
+                total = total + identity
+                parts["identity"] = scalar(identity)
+            parts["g"] = scalar(total)
+            return total, parts
+
+        step.update("generator", g_loss)
+
+    # -- validation and export -------------------------------------------------------
+
+    def generate(self, generator, batch):
+        return generator(batch["lq"], return_rgb=False)[0]
+
+    def export(self, generator, config) -> dict[str, Any]:
+        return {"params_ema": generator.state_dict(), "config": self.architecture(config)}

@@ -1,0 +1,143 @@
+"""The training engine and `facefix train gfpgan`, on real faces from ../shared, tiny and fast."""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from facefix.cli import cli
+from facefix.training.data import FaceDataset, list_faces, split, to_image
+from facefix.training.degradations import PRESETS
+from conftest import read_any, shared_path
+
+TINY = ["--size", "32", "--width", "0.0625", "--style-dim", "32", "--channel-multiplier", "1", "--batch-size", "2",
+        "--workers", "0", "--no-perceptual", "--no-identity", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def faces(tmp_path_factory):
+    """Twelve real aligned faces and their masks, copied out of ../shared for the run."""
+    source = shared_path("faces", "train512")
+    folder = tmp_path_factory.mktemp("faces")
+    (folder / "images").mkdir()
+    (folder / "masks").mkdir()
+    for image in sorted((source / "images").iterdir())[:12]:
+        shutil.copy(image, folder / "images" / image.name)
+        shutil.copy(source / "masks" / f"{image.stem}.png", folder / "masks" / f"{image.stem}.png")
+    return folder
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with path.open() as stream:
+        return list(csv.DictReader(stream))
+
+
+def train(*args):
+    return CliRunner().invoke(cli, ["train", "gfpgan", *map(str, args)], catch_exceptions=False)
+
+
+def test_tiny_run_checkpoints_resumes_and_restores(faces, tmp_path, shared_weights):
+    run = tmp_path / "run"
+    common = ["--data", faces / "images", "--out", run, "--model-dir", shared_weights, *TINY]
+    first = train(*common, "--iters", "3", "--val-every", "3", "--checkpoint-every", "2")
+    assert first.exit_code == 0, first.output
+    assert (run / "last.pth").exists() and (run / "final.pth").exists() and (run / "config.json").exists()
+    rows = read_rows(run / "log.csv")
+    assert [int(row["step"]) for row in rows] == [1]  # log_every 10: the first step is always logged
+    for key in ("l1", "pyramid", "gan", "d", "component_gan", "component_style", "g"):
+        assert math.isfinite(float(rows[0][key])), key
+    val = read_rows(run / "val.csv")
+    assert [int(row["step"]) for row in val] == [3, 3]  # at step 3 and the final validation
+    assert float(val[0]["psnr_lq"]) > 10
+    assert (run / "val" / "step_0000003.png").exists()
+    checkpoint = torch.load(run / "last.pth", weights_only=True)
+    assert checkpoint["step"] == 3 and {"generator", "discriminator", "components"} <= set(checkpoint["models"])
+    assert checkpoint["config"]["network"] == "gfpgan" and checkpoint["git_revision"]
+
+    resumed = train(*common, "--iters", "5", "--val-every", "0", "--resume")
+    assert resumed.exit_code == 0, resumed.output
+    assert torch.load(run / "last.pth", weights_only=True)["step"] == 5
+
+    face = shared_path("photos", "gfpgan__inputs_cropped_faces_Adele_crop.png")
+    restored = CliRunner().invoke(cli, ["restore", str(face), str(tmp_path / "out"), "--aligned", "--restorer",
+                                        "gfpgan", "--weights", str(run / "final.pth"), "--quiet"])
+    assert restored.exit_code == 0, restored.output
+    assert read_any(tmp_path / "out" / face.name).shape == (32, 32, 3)
+    exported = CliRunner().invoke(cli, ["export", "gfpgan", "--weights", str(run / "final.pth"), "-o",
+                                        str(tmp_path / "m.onnx")])
+    assert exported.exit_code == 0 and "ONNX checker passed" in exported.output
+
+
+def test_missing_loss_weights_stop_with_one_line(faces, tmp_path):
+    result = CliRunner(env={"FACEFIX_OFFLINE": "1"}).invoke(cli, [
+        "train", "gfpgan", "--data", str(faces / "images"), "--out", str(tmp_path / "run"), "--size", "32",
+        "--width", "0.0625", "--style-dim", "32", "--iters", "1", "--model-dir", str(tmp_path), "--no-identity",
+        "--no-components", "--quiet"])
+    assert result.exit_code == 1
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "vgg19-dcbb9e9d.pth" in lines[0] and "--no-perceptual" in lines[0]
+
+
+def test_config_file_and_flags(faces, tmp_path):
+    config = tmp_path / "config.json"
+    config.write_text('{"iters": 2, "val_every": 0, "degradation": {"preset": "psfrgan"}, '
+                      '"recipe": {"gan": false, "components": false, "pixel_weight": 1.0}}')
+    run = tmp_path / "run"
+    result = train("--data", faces / "images", "--out", run, "--config", config, *TINY)
+    assert result.exit_code == 0, result.output
+    rows = read_rows(run / "log.csv")
+    assert "gan" not in rows[0] and "d" not in rows[0]
+    saved = torch.load(run / "last.pth", weights_only=True)["config"]
+    assert saved["iters"] == 2 and saved["degradation"]["preset"] == "psfrgan" and saved["recipe"]["pixel_weight"] == 1.0
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"iterations": 5}')
+    result = CliRunner().invoke(cli, ["train", "gfpgan", "--data", str(faces / "images"), "--config", str(bad)])
+    assert result.exit_code == 1 and "unknown config keys: iterations" in result.output
+
+
+def test_distributed_run_with_torchrun(faces, tmp_path):
+    """The same command under torchrun: two CPU processes (gloo), gradients all-reduced."""
+    run = tmp_path / "ddp"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "facefix",
+               "train", "gfpgan", "--data", str(faces / "images"), "--out", str(run), "--iters", "2", "--val-every", "0",
+               "--no-components", "--device", "cpu", *TINY]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert torch.load(run / "last.pth", weights_only=True)["step"] == 2
+    assert (run / "final.pth").exists()
+
+
+def test_dataset_pairs_flips_and_determinism(faces):
+    files = list_faces(faces / "images")
+    train_files, val_files = split(files, 0.25, seed=0)
+    assert sorted(train_files + val_files) == files and split(files, 0.25, seed=0) == (train_files, val_files)
+    dataset = FaceDataset(files, 64, PRESETS["gfpgan"], masks=faces / "masks", train=False, seed=3)
+    a, b = dataset[2], dataset[2]
+    assert torch.equal(a["lq"], b["lq"]) and a["hq"].shape == (3, 64, 64) and a["mask"].shape == (64, 64)
+    assert not torch.equal(a["lq"], a["hq"])
+    training = FaceDataset(files, 64, PRESETS["gfpgan"], masks=faces / "masks", train=True, seed=0)
+    flipped = next(training[i] for i in range(len(files)) if bool(training[i]["flipped"]))
+    index = int(flipped["index"])
+    plain = FaceDataset(files, 64, PRESETS["gfpgan"], masks=faces / "masks", train=False)[index]
+    # a flipped mask has its left and right eye classes swapped, not just mirrored
+    mirrored = plain["mask"].flip(-1)
+    swapped = mirrored.clone()
+    for left, right in ((4, 5), (6, 7), (8, 9)):
+        swapped[mirrored == left], swapped[mirrored == right] = right, left
+    assert torch.equal(flipped["mask"], swapped)
+    image = to_image(plain["hq"])
+    assert image.dtype == np.uint8 and image.shape == (64, 64, 3)
+    original = cv2.resize(cv2.imread(str(files[index])), (64, 64), interpolation=cv2.INTER_AREA)
+    assert np.abs(image.astype(int) - original.astype(int)).max() <= 1
