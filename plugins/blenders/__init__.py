@@ -48,10 +48,10 @@ def _warp_face(face: np.ndarray, inverse_affine: np.ndarray, canvas_shape: tuple
     return roi, warped
 
 
-class SoftBlender:
-    """facexlib's default paste: a feathered square mask."""
+class _SquareMaskBlender:
+    """What every built-in blender does first: warp the face into its footprint and
+    build facexlib's feathered square mask; :meth:`paste` decides the rest."""
 
-    name = "soft"
     needs_parsing = False
 
     def blend(
@@ -62,36 +62,36 @@ class SoftBlender:
         parsing: np.ndarray | None,
         upscale: float,
     ) -> np.ndarray:
+        if self.needs_parsing and parsing is None:
+            raise ComponentError(f"the {self.name} blender needs a parsing map: choose a parser with --parser")
         canvas = np.asarray(image, dtype=np.float32)
         roi, warped = _warp_face(face, inverse_affine, canvas.shape)
         if roi_is_empty(roi):
             return canvas.copy()
-        mask_roi, mask = soft_square_mask(face.shape[:2], inverse_affine, canvas.shape, upscale)
+        mask_roi, soft = soft_square_mask(face.shape[:2], inverse_affine, canvas.shape, upscale)
         assert mask_roi == roi  # both come from footprint_roi with the same border
-        return alpha_composite(canvas, roi, warped, mask)
+        return self.paste(canvas, roi, warped, soft, face, inverse_affine, parsing)
+
+    def paste(self, canvas, roi, warped, soft, face, inverse_affine, parsing) -> np.ndarray:
+        raise NotImplementedError
 
 
-class ParseBlender:
+class SoftBlender(_SquareMaskBlender):
+    """facexlib's default paste: a feathered square mask."""
+
+    name = "soft"
+
+    def paste(self, canvas, roi, warped, soft, face, inverse_affine, parsing) -> np.ndarray:
+        return alpha_composite(canvas, roi, warped, soft)
+
+
+class ParseBlender(_SquareMaskBlender):
     """Paste only the face's own classes: min(soft square mask, warped parse mask)."""
 
     name = "parse"
     needs_parsing = True
 
-    def blend(
-        self,
-        image: np.ndarray,
-        face: np.ndarray,
-        inverse_affine: np.ndarray,
-        parsing: np.ndarray | None,
-        upscale: float,
-    ) -> np.ndarray:
-        if parsing is None:
-            raise ComponentError("the parse blender needs a parsing map: choose a parser with --parser")
-        canvas = np.asarray(image, dtype=np.float32)
-        roi, warped = _warp_face(face, inverse_affine, canvas.shape)
-        if roi_is_empty(roi):
-            return canvas.copy()
-        _, soft = soft_square_mask(face.shape[:2], inverse_affine, canvas.shape, upscale)
+    def paste(self, canvas, roi, warped, soft, face, inverse_affine, parsing) -> np.ndarray:
         face_mask = parse_mask(parsing, face.shape[:2])
         _, warped_mask = warp_face_to_canvas(face_mask, inverse_affine, canvas.shape, interpolation=MASK_INTERPOLATION)
         # CodeFormer's rule: the parse mask may only narrow the square's feathered edge,
@@ -100,7 +100,7 @@ class ParseBlender:
         return alpha_composite(canvas, roi, warped, mask)
 
 
-class PoissonBlender:
+class PoissonBlender(_SquareMaskBlender):
     """Gradient-domain paste (cv2.seamlessClone, NORMAL_CLONE) inside the soft mask.
 
     seamlessClone only takes 8-bit images, so it is used for what it computes, a linear
@@ -114,21 +114,8 @@ class PoissonBlender:
     """
 
     name = "poisson"
-    needs_parsing = False
 
-    def blend(
-        self,
-        image: np.ndarray,
-        face: np.ndarray,
-        inverse_affine: np.ndarray,
-        parsing: np.ndarray | None,
-        upscale: float,
-    ) -> np.ndarray:
-        canvas = np.asarray(image, dtype=np.float32)
-        roi, warped = _warp_face(face, inverse_affine, canvas.shape)
-        if roi_is_empty(roi):
-            return canvas.copy()
-        _, soft = soft_square_mask(face.shape[:2], inverse_affine, canvas.shape, upscale)
+    def paste(self, canvas, roi, warped, soft, face, inverse_affine, parsing) -> np.ndarray:
         binary = cv2.erode((soft > 0.5).astype(np.uint8), np.ones((3, 3), np.uint8))
         if int(binary.sum()) < MIN_POISSON_PIXELS:
             return alpha_composite(canvas, roi, warped, soft)
