@@ -141,3 +141,18 @@ def test_dataset_pairs_flips_and_determinism(faces):
     assert image.dtype == np.uint8 and image.shape == (64, 64, 3)
     original = cv2.resize(cv2.imread(str(files[index])), (64, 64), interpolation=cv2.INTER_AREA)
     assert np.abs(image.astype(int) - original.astype(int)).max() <= 1
+
+
+def test_log_columns_stay_aligned_when_losses_come_and_go(tmp_path):
+    """R1 is logged only every 16 steps: its column must not shift the others."""
+    from types import SimpleNamespace
+
+    from facefix.training.trainer import Trainer
+
+    fake = SimpleNamespace(out=tmp_path)
+    Trainer._append_csv(fake, "log.csv", {"step": 1, "l1": 0.5, "r1": 0.01})
+    Trainer._append_csv(fake, "log.csv", {"step": 2, "l1": 0.4})
+    Trainer._append_csv(fake, "log.csv", {"step": 3, "l1": 0.3, "gan": 0.2})
+    rows = read_rows(tmp_path / "log.csv")
+    assert [row["l1"] for row in rows] == ["0.5", "0.4", "0.3"]
+    assert [row["r1"] for row in rows] == ["0.01", "", ""] and rows[2]["gan"] == "0.2"

@@ -300,13 +300,20 @@ class Trainer:
         return result
 
     def _append_csv(self, name: str, row: dict[str, float]) -> None:
+        """Add a row; losses that appear only on some steps (R1) get their own column."""
         path = self.out / name
-        new = not path.exists()
-        with path.open("a", newline="") as stream:
-            writer = csv.DictWriter(stream, fieldnames=list(row))
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
+        rows = []
+        if path.exists():
+            with path.open(newline="") as stream:
+                rows = list(csv.DictReader(stream))
+        rows.append(row)
+        columns: list[str] = []
+        for existing in rows:
+            columns.extend(key for key in existing if key not in columns)
+        with path.open("w", newline="") as stream:
+            writer = csv.DictWriter(stream, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(rows)
 
     # -- the loop --------------------------------------------------------------------
 
