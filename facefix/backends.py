@@ -41,8 +41,8 @@ def apply_backend(
             try:
                 runner = onnx_backend(restorer, device, onnx_path, cache_dir)
                 return runner, f"onnxruntime {runner.provider}"
-            except FacefixError as error:  # auto never fails where PyTorch would work
-                warn(f"facefix: onnxruntime not used ({error}); running in PyTorch")
+            except Exception as error:  # auto never fails where PyTorch would work
+                warn(f"facefix: onnxruntime not used ({' '.join(str(error).split())[:200]}); running in PyTorch")
                 backend = "torch"
     if backend == "onnx":
         runner = onnx_backend(restorer, device, onnx_path, cache_dir)
