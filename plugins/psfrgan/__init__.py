@@ -1,0 +1,1 @@
+"""PSFR-GAN: semantic-aware face restoration conditioned on a face parsing map."""
