@@ -222,13 +222,11 @@ def restore(inputs: tuple[Path, ...], output: Path, detector: str | None, parser
                 chosen[0] += f" ({how})"
         elif hasattr(built["restorer"], "provider"):
             chosen[0] += f" (onnxruntime {built['restorer'].provider})"
-        blender_spec = None
         if not aligned:
             for kind, name in (("detector", detector), ("blender", blender)):
                 spec = compose.choose(kind, name, resolver)
                 built[kind] = compose.build(spec, device=torch_device, resolver=resolver, options=component_options)
                 chosen.append(f"{kind} {spec.name}")
-                blender_spec = spec if kind == "blender" else blender_spec
         needs_parsing = getattr(built["restorer"], "needs_parsing", False) or (
             not aligned and getattr(built.get("blender"), "needs_parsing", False)
         )

@@ -187,7 +187,6 @@ class OnnxRestorer:
             output = np.concatenate([self._run(batch[i : i + 1]) for i in range(len(batch))])
         else:
             output = self._run(batch)
-        output = np.clip(output.astype(np.float32), -1, 1) if self.normalization == Normalization() else output
         return self.normalization.from_network(output.astype(np.float32))
 
 

@@ -8,7 +8,6 @@ faces are back, in input order. A bad file is reported and skipped; the rest go 
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections import defaultdict

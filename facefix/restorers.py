@@ -50,8 +50,8 @@ class TorchRestorer:
                 output = self.forward(batch, parsing_tensor)
         else:
             output = self.forward(batch, parsing_tensor)
-        output = output.float().clamp_(-1, 1) if self.normalization == Normalization() else output.float()
-        return self.normalization.from_network(output.cpu().numpy())
+        # from_network clips to the pixel range, which bounds the network's output too
+        return self.normalization.from_network(output.float().cpu().numpy())
 
     def export_module(self) -> torch.nn.Module:
         """The module to export to ONNX: normalised face in, normalised face out."""

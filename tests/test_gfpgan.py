@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -14,7 +13,7 @@ from click.testing import CliRunner
 from facefix.cli import cli
 from facefix.errors import WeightsError
 from facefix.weights import get_entry
-from facefix_plugins.gfpgan import detect_architecture, infer_config, load_gfpgan
+from facefix_plugins.gfpgan import detect_architecture, load_gfpgan
 from facefix_plugins.gfpgan.arch import official_gfpgan
 from conftest import PROJECT, psnr, read_any, shared_path
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from facefix.components import ComponentContext, Normalization
+from facefix.components import Normalization
 from facefix.hookspecs import hookimpl
 from facefix.inference import segment
 from facefix.weights import load_state_dict

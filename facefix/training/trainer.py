@@ -4,7 +4,8 @@ A *recipe* (one per network) builds the models and optimisers and says what one
 training step does; the engine owns everything else: data loading, G/D updates with
 gradient accumulation and mixed precision, the EMA of the generator, validation
 (PSNR/SSIM against the degraded inputs', image grids), CSV/TensorBoard logs, a tqdm
-bar, checkpoints every N steps and on Ctrl-C, ``--resume``, and DDP under ``torchrun``.
+bar, checkpoints every N steps and on Ctrl-C, ``--resume``, and multi-process training under
+``torchrun`` (gradients averaged across processes).
 The final checkpoint (``final.pth``) is in the layout ``facefix restore --weights``
 reads.
 """
@@ -23,7 +24,6 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
-import cv2
 import numpy as np
 import torch
 import torch.distributed as dist
@@ -33,7 +33,7 @@ from tqdm import tqdm
 from facefix.errors import FacefixError
 from facefix.image_io import write_image
 from facefix.training.data import FaceDataset, list_faces, split, to_image
-from facefix.training.degradations import PRESETS, DegradationConfig  # noqa: F401 (type)
+from facefix.training.degradations import PRESETS, DegradationConfig
 from facefix.training.metrics import psnr, ssim
 
 
@@ -152,11 +152,6 @@ def git_revision() -> str:
         return "unknown"
 
 
-def unwrap(module: torch.nn.Module) -> torch.nn.Module:
-    """The module itself (kept for modules a recipe wraps, e.g. in DataParallel)."""
-    return getattr(module, "module", module)
-
-
 class Trainer:
     def __init__(self, recipe: Recipe, config: TrainConfig, device: str = "cpu", quiet: bool = False):
         self.recipe = recipe
@@ -232,7 +227,7 @@ class Trainer:
     @torch.no_grad()
     def _update_ema(self) -> None:
         decay = self.config.ema_decay
-        source = unwrap(self.models["generator"])
+        source = self.models["generator"]
         for ema_param, param in zip(self.ema.parameters(), source.parameters()):
             ema_param.lerp_(param.detach(), 1.0 - decay)
         for ema_buffer, buffer in zip(self.ema.buffers(), source.buffers()):
@@ -244,7 +239,7 @@ class Trainer:
         return {
             "step": self.step,
             "config": asdict(self.config),
-            "models": {name: unwrap(module).state_dict() for name, module in self.models.items()},
+            "models": {name: module.state_dict() for name, module in self.models.items()},
             "ema": self.ema.state_dict(),
             "optimizers": {name: optimizer.state_dict() for name, optimizer in self.optimizers.items()},
             "git_revision": git_revision(),
@@ -267,7 +262,7 @@ class Trainer:
     def resume(self, path: Path) -> None:
         state = torch.load(path, map_location=self.device, weights_only=True)
         for name, module in self.models.items():
-            unwrap(module).load_state_dict(state["models"][name])
+            module.load_state_dict(state["models"][name])
         self.ema.load_state_dict(state["ema"])
         for name, optimizer in self.optimizers.items():
             optimizer.load_state_dict(state["optimizers"][name])
