@@ -205,11 +205,15 @@ class Pipeline:
                 self._restore_batch(batch)
             except Exception as error:  # the batch's images fail; the run goes on
                 message = error_text(error)
-                for job in self._jobs:
-                    if any(face in batch for face in job.faces):
-                        job.error = f"restoring failed: {message}"
+                # by identity: faces hold arrays, so == between them is not a truth value
                 batch_ids = {id(face) for face in batch}
-                self._queue = [face for face in self._queue if id(face) not in batch_ids]
+                failed_ids: set[int] = set()
+                for job in self._jobs:
+                    if any(id(face) in batch_ids for face in job.faces):
+                        job.error = f"restoring failed: {message}"
+                        failed_ids.update(id(face) for face in job.faces)
+                # the failed images' faces still queued for later batches need no restoring
+                self._queue = [face for face in self._queue if id(face) not in failed_ids]
         while self._jobs and self._jobs[0].ready:
             self._finish(self._jobs.pop(0))
 

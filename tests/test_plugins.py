@@ -293,3 +293,43 @@ def test_the_documented_example_plugin_works(tmp_path):
     assert np.array_equal(out[:50], canvas[:50])  # far from the face: untouched
     centre = out[90 + 64, 80 + 64]
     assert centre[2] > centre[0] and not np.allclose(centre, 100.0)  # tinted: red above blue
+
+
+class FailingRestorer:
+    input_size = 64
+    output_size = 64
+    needs_parsing = False
+    normalization = Normalization()
+
+    def __init__(self):
+        self.calls = 0
+
+    def restore(self, faces, parsing=None):
+        self.calls += 1
+        if self.calls == 1:
+            raise RuntimeError("out of memory (simulated)")
+        return faces.copy()
+
+
+class FailingRestorerPlugin:
+    @hookimpl
+    def register_restorers(self, register):
+        register("failing-test", lambda context: FailingRestorer(), description="fails its first batch")
+
+
+def test_a_failing_restorer_batch_fails_its_images_and_the_run_goes_on(tmp_path):
+    import cv2
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("a.png", "b.png", "c.png"):
+        cv2.imwrite(str(folder / name), rng.integers(0, 255, (64, 64, 3), np.uint8))
+    with registered(FailingRestorerPlugin(), "failing-restorer-plugin"):
+        result = CliRunner().invoke(cli, ["restore", str(folder), str(tmp_path / "out"), "--aligned",
+                                          "--restorer", "failing-test", "--batch-size", "2", "--quiet"])
+    assert result.exit_code == 1
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 2 and all("out of memory (simulated)" in line for line in errors)
+    assert "1 processed, 2 failed" in result.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["c.png"]
