@@ -126,39 +126,55 @@ def plugins_command(as_json: bool, model_dir: Path | None) -> None:
 # -- restore ------------------------------------------------------------------------
 
 
+# Options shared by `restore` and `video`: which components run, and how.
+COMPONENT_OPTIONS = [
+    click.option("--detector", help="Face detector (default: the best one whose weights are on disk)."),
+    click.option("--parser", "parser_name", help="Face parser, or 'none' (default: only when a component needs one)."),
+    click.option("--restorer", help="Face restorer (see `facefix plugins`)."),
+    click.option("--blender", default=None, help="Paste-back blender: soft, parse, poisson, ... (default: soft)."),
+    click.option("--upscale", type=click.FloatRange(min=0.05, max=16), default=1.0, show_default=True,
+                 help="Scale of the output image; faces are pasted at the matching scale."),
+    click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="auto", show_default=True),
+    click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path), envvar="FACEFIX_MODEL_DIR",
+                 help="Folder with weights files, used as given (also FACEFIX_MODEL_DIR)."),
+    click.option("--weights", "weights_path", type=click.Path(dir_okay=False, path_type=Path),
+                 help="Weights file for the restorer."),
+    click.option("--parser-weights", "parser_weights_path", type=click.Path(dir_okay=False, path_type=Path),
+                 help="Weights file for the parser (e.g. one trained with `facefix train psfrgan-parse`)."),
+    click.option("--fidelity", type=click.FloatRange(0, 1), default=None,
+                 help="Restorers that support it: 0 = strongest restoration, 1 = most faithful conditioning."),
+    click.option("--backend", type=click.Choice(["auto", "torch", "compile", "onnx"]), default="auto", show_default=True,
+                 help="How the restorer runs: auto = the fastest measured for the device (onnxruntime on CPU, "
+                      "exported on first use and cached; PyTorch on GPU)."),
+    click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
+                 help="Arithmetic precision for the torch and compile backends."),
+    click.option("--onnx", "onnx_path", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+                 help="ONNX file for --backend onnx or --restorer onnx."),
+    click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True,
+                 help="Faces per restorer batch (faces from several images share a batch)."),
+    click.option("--only-center-face", is_flag=True, help="Restore only the face nearest the image centre."),
+    click.option("--largest-face", is_flag=True, help="Restore only the largest face."),
+    click.option("--min-face-size", type=click.FloatRange(min=0), default=0, show_default=True,
+                 help="Skip faces whose box is smaller than this many pixels."),
+    click.option("--detection-threshold", type=click.FloatRange(0, 1), default=None,
+                 help="Detector confidence threshold (detector's default when omitted)."),
+    click.option("--color-match", is_flag=True, help="Match each restored face's colour statistics to the original."),
+    click.option("--quiet", "-q", is_flag=True, help="No progress bar or notes (errors are still shown)."),
+]
+
+
+def component_options(command):
+    """Decorate a command with :data:`COMPONENT_OPTIONS` (in their listed order)."""
+    for option in reversed(COMPONENT_OPTIONS):
+        command = option(command)
+    return command
+
+
 @cli.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.argument("output", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--detector", help="Face detector (default: the best one whose weights are on disk).")
-@click.option("--parser", "parser_name", help="Face parser, or 'none' (default: only when a component needs one).")
-@click.option("--restorer", help="Face restorer (see `facefix plugins`).")
-@click.option("--blender", default=None, help="Paste-back blender: soft, parse, poisson, ... (default: soft).")
-@click.option("--upscale", type=click.FloatRange(min=0.05, max=16), default=1.0, show_default=True,
-              help="Scale of the output image; faces are pasted at the matching scale.")
+@component_options
 @click.option("--aligned", is_flag=True, help="Inputs are already aligned face crops: restore them only.")
-@click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="auto", show_default=True)
-@click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path), envvar="FACEFIX_MODEL_DIR",
-              help="Folder with weights files, used as given (also FACEFIX_MODEL_DIR).")
-@click.option("--weights", "weights_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Weights file for the restorer.")
-@click.option("--fidelity", type=click.FloatRange(0, 1), default=None,
-              help="Restorers that support it: 0 = strongest restoration, 1 = most faithful conditioning.")
-@click.option("--backend", type=click.Choice(["auto", "torch", "compile", "onnx"]), default="auto", show_default=True,
-              help="How the restorer runs: auto = the fastest measured for the device (onnxruntime on CPU, "
-                   "exported on first use and cached; PyTorch on GPU).")
-@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
-              help="Arithmetic precision for the torch and compile backends.")
-@click.option("--onnx", "onnx_path", type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              help="ONNX file for --backend onnx or --restorer onnx.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True,
-              help="Faces per restorer batch (faces from several images share a batch).")
-@click.option("--only-center-face", is_flag=True, help="Restore only the face nearest the image centre.")
-@click.option("--largest-face", is_flag=True, help="Restore only the largest face.")
-@click.option("--min-face-size", type=click.FloatRange(min=0), default=0, show_default=True,
-              help="Skip faces whose box is smaller than this many pixels.")
-@click.option("--detection-threshold", type=click.FloatRange(0, 1), default=None,
-              help="Detector confidence threshold (detector's default when omitted).")
-@click.option("--color-match", is_flag=True, help="Match each restored face's colour statistics to the original.")
 @click.option("--save-faces", is_flag=True, help="Also write cropped_faces/, restored_faces/ and cmp/.")
 @click.option("--ext", type=click.Choice(["png", "jpg", "webp", "bmp", "tif"]), default=None,
               help="Output format (default: the input's).")
@@ -169,20 +185,17 @@ def plugins_command(as_json: bool, model_dir: Path | None) -> None:
               help="Refuse images with more pixels than this.")
 @click.option("--jpeg-quality", type=click.IntRange(1, 100), default=None,
               help="JPEG/WebP output quality (default: the input's own quality, at least 95).")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar or notes (errors are still shown).")
 def restore(inputs: tuple[Path, ...], output: Path, detector: str | None, parser_name: str | None,
             restorer: str | None, blender: str | None, upscale: float, aligned: bool, device: str,
-            model_dir: Path | None, weights_path: Path | None, fidelity: float | None, backend: str,
-            precision: str, onnx_path: Path | None, batch_size: int, only_center_face: bool,
+            model_dir: Path | None, weights_path: Path | None, parser_weights_path: Path | None,
+            fidelity: float | None, backend: str, precision: str, onnx_path: Path | None, batch_size: int, only_center_face: bool,
             largest_face: bool, min_face_size: float, detection_threshold: float | None, color_match: bool,
             save_faces: bool, ext: str | None, suffix: str, skip_existing: bool, recursive: bool,
             max_pixels: int, jpeg_quality: int | None, quiet: bool) -> None:
     """Restore every face in INPUTS (images or folders) and write the results to OUTPUT."""
     from facefix import compose
     from facefix.image_io import find_images
-    from facefix.inference import select_device
     from facefix.pipeline import Pipeline, PipelineOptions
-    from facefix.weights import WeightsResolver
 
     missing = [str(path) for path in inputs if not path.exists()]
     if missing:
@@ -197,46 +210,13 @@ def restore(inputs: tuple[Path, ...], output: Path, detector: str | None, parser
         batch_size=batch_size, color_match=color_match, max_pixels=max_pixels, jpeg_quality=jpeg_quality,
         quiet=quiet,
     )
-    component_options = {"detection_threshold": detection_threshold, "fidelity": fidelity, "onnx": onnx_path}
     try:
-        torch_device = select_device(device)
-        resolver = WeightsResolver(model_dir=model_dir, progress=not quiet)
-        restorer_spec = compose.choose("restorer", restorer, resolver)
-        built: dict[str, object] = {}
-        built["restorer"] = compose.build(restorer_spec, device=torch_device, resolver=resolver,
-                                          weights_path=weights_path, options=component_options)
-        chosen = [f"restorer {restorer_spec.name}"]
-        if restorer is None and restorer_spec.name == "passthrough" and not quiet:
-            click.echo("facefix: note: no restoring network has its weights on disk, so faces pass through "
-                       "unchanged; get one with `facefix weights download gfpgan-v1.4` or choose --restorer",
-                       err=True)
-        if restorer_spec.name != "onnx":
-            from facefix.backends import apply_backend
-            from facefix.weights import default_cache_dir
-
-            built["restorer"], how = apply_backend(
-                built["restorer"], backend, precision, torch_device, onnx_path, default_cache_dir().parent / "onnx",
-                warn=lambda message: click.echo(message, err=True),
-            )
-            if how:
-                chosen[0] += f" ({how})"
-        elif hasattr(built["restorer"], "provider"):
-            chosen[0] += f" (onnxruntime {built['restorer'].provider})"
-        if not aligned:
-            for kind, name in (("detector", detector), ("blender", blender)):
-                spec = compose.choose(kind, name, resolver)
-                built[kind] = compose.build(spec, device=torch_device, resolver=resolver, options=component_options)
-                chosen.append(f"{kind} {spec.name}")
-        needs_parsing = getattr(built["restorer"], "needs_parsing", False) or (
-            not aligned and getattr(built.get("blender"), "needs_parsing", False)
+        built, chosen, torch_device = compose.assemble(
+            detector=detector, parser=parser_name, restorer=restorer, blender=blender, aligned=aligned,
+            device=device, model_dir=model_dir, weights_path=weights_path, parser_weights_path=parser_weights_path,
+            fidelity=fidelity, backend=backend, precision=precision, onnx_path=onnx_path,
+            detection_threshold=detection_threshold, quiet=quiet, note=lambda message: click.echo(message, err=True),
         )
-        if parser_name == "none":
-            if needs_parsing:
-                fail("--parser none, but the chosen restorer or blender needs parsing maps")
-        elif parser_name is not None or needs_parsing:
-            spec = compose.choose("parser", parser_name, resolver)
-            built["parser"] = compose.build(spec, device=torch_device, resolver=resolver, options=component_options)
-            chosen.append(f"parser {spec.name}")
         pipeline = Pipeline(
             restorer=built["restorer"], blender=built.get("blender"), detector=built.get("detector"),
             parser=built.get("parser"), options=options,

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from facefix import plugins
 from facefix.components import ComponentContext, ComponentSpec
-from facefix.errors import ComponentError
+from facefix.errors import ComponentError, FacefixError
 from facefix.weights import WeightsResolver, get_entry
 
 #: When a kind isn't chosen on the command line, the first of these that is
@@ -57,3 +57,74 @@ def build(spec: ComponentSpec, *, device: str, resolver: WeightsResolver, weight
         options=dict(options or {}),
     )
     return spec.build(context)
+
+
+def assemble(
+    *,
+    detector: str | None = None,
+    parser: str | None = None,
+    restorer: str | None = None,
+    blender: str | None = None,
+    aligned: bool = False,
+    device: str = "auto",
+    model_dir: Path | None = None,
+    weights_path: Path | None = None,
+    parser_weights_path: Path | None = None,
+    fidelity: float | None = None,
+    backend: str = "auto",
+    precision: str = "fp32",
+    onnx_path: Path | None = None,
+    detection_threshold: float | None = None,
+    quiet: bool = False,
+    note: Callable[[str], None] = print,
+) -> tuple[dict[str, Any], list[str], str]:
+    """Choose and build the components of a restore (or video) run from command-line choices.
+
+    Returns the built components by kind (``restorer`` always; ``detector`` and ``blender``
+    unless ``aligned``; ``parser`` when chosen or needed), a description of each for the
+    user, and the torch device. ``parser="none"`` forbids a parser. Raises FacefixError.
+    """
+    from facefix.backends import apply_backend
+    from facefix.inference import select_device
+    from facefix.weights import default_cache_dir
+
+    if parser_weights_path is not None and parser in (None, "none"):
+        raise FacefixError("--parser-weights needs --parser NAME (the parser those weights belong to)")
+    # "parser": a restorer with its own parser (PSFR-GAN) uses the one chosen on the command line instead
+    options = {"detection_threshold": detection_threshold, "fidelity": fidelity, "onnx": onnx_path,
+               "parser": parser if parser != "none" else None}
+    torch_device = select_device(device)
+    resolver = WeightsResolver(model_dir=model_dir, progress=not quiet)
+    restorer_spec = choose("restorer", restorer, resolver)
+    built: dict[str, Any] = {
+        "restorer": build(restorer_spec, device=torch_device, resolver=resolver, weights_path=weights_path,
+                          options=options)
+    }
+    chosen = [f"restorer {restorer_spec.name}"]
+    if restorer is None and restorer_spec.name == "passthrough" and not quiet:
+        note("facefix: note: no restoring network has its weights on disk, so faces pass through "
+             "unchanged; get one with `facefix weights download gfpgan-v1.4` or choose --restorer")
+    if restorer_spec.name != "onnx":
+        built["restorer"], how = apply_backend(built["restorer"], backend, precision, torch_device, onnx_path,
+                                               default_cache_dir().parent / "onnx", warn=note)
+        if how:
+            chosen[0] += f" ({how})"
+    elif hasattr(built["restorer"], "provider"):
+        chosen[0] += f" (onnxruntime {built['restorer'].provider})"
+    if not aligned:
+        for kind, name in (("detector", detector), ("blender", blender)):
+            spec = choose(kind, name, resolver)
+            built[kind] = build(spec, device=torch_device, resolver=resolver, options=options)
+            chosen.append(f"{kind} {spec.name}")
+    needs_parsing = getattr(built["restorer"], "needs_parsing", False) or (
+        not aligned and getattr(built.get("blender"), "needs_parsing", False)
+    )
+    if parser == "none":
+        if needs_parsing:
+            raise FacefixError("--parser none, but the chosen restorer or blender needs parsing maps")
+    elif parser is not None or needs_parsing:
+        spec = choose("parser", parser, resolver)
+        built["parser"] = build(spec, device=torch_device, resolver=resolver, weights_path=parser_weights_path,
+                                options=options)
+        chosen.append(f"parser {spec.name}")
+    return built, chosen, torch_device
