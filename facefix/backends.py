@@ -34,7 +34,8 @@ def apply_backend(
     """The restorer to run, and a few words saying how it runs."""
     from facefix.onnx import onnx_backend
 
-    exportable = hasattr(restorer, "export_module")
+    # a restorer fed by another parser (--parser) has a second input an export can't carry
+    exportable = hasattr(restorer, "export_module") and not getattr(restorer, "needs_parsing", False)
     if backend == "auto":
         backend = "onnx" if device == "cpu" and exportable and precision == "fp32" else "torch"
         if backend == "onnx":
@@ -45,6 +46,9 @@ def apply_backend(
                 warn(f"facefix: onnxruntime not used ({' '.join(str(error).split())[:200]}); running in PyTorch")
                 backend = "torch"
     if backend == "onnx":
+        if not exportable and onnx_path is None:
+            raise FacefixError("--backend onnx runs a restorer on its own; this one takes parsing maps from "
+                               "--parser: drop --parser or use --backend torch")
         runner = onnx_backend(restorer, device, onnx_path, cache_dir)
         return runner, f"onnxruntime {runner.provider}"
     if not isinstance(restorer, TorchRestorer):

@@ -411,3 +411,16 @@ def load_state_dict(path: Path | str) -> dict:
     if not isinstance(data, dict):
         raise WeightsError(f"{path}: not a state dict (the file holds a {type(data).__name__})")
     return data
+
+
+def layout_differences(expected: Mapping[str, tuple], found: Mapping[str, tuple]) -> str:
+    """One line naming missing, unexpected and wrongly shaped keys ('' when identical)."""
+    def few(keys: list[str]) -> str:
+        return ", ".join(keys[:4]) + (f" (+{len(keys) - 4} more)" if len(keys) > 4 else "")
+
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    reshaped = sorted(key for key in set(expected) & set(found) if tuple(expected[key]) != tuple(found[key]))
+    parts = [f"{label}: {few(keys)}" for label, keys in
+             (("missing keys", missing), ("unexpected keys", unexpected), ("keys of another shape", reshaped)) if keys]
+    return "; ".join(parts)

@@ -58,7 +58,7 @@ def test_tiny_run_checkpoints_resumes_and_restores(faces, tmp_path, shared_weigh
     for key in ("l1", "pyramid", "gan", "d", "component_gan", "component_style", "g"):
         assert math.isfinite(float(rows[0][key])), key
     val = read_rows(run / "val.csv")
-    assert [int(row["step"]) for row in val] == [3, 3]  # at step 3 and the final validation
+    assert [int(row["step"]) for row in val] == [0, 3]  # the untrained baseline, then step 3 (also the last)
     assert float(val[0]["psnr_lq"]) > 10
     assert (run / "val" / "step_0000003.png").exists()
     checkpoint = torch.load(run / "last.pth", weights_only=True)

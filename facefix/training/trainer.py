@@ -100,6 +100,9 @@ class Recipe(Protocol):
     def export(self, generator: torch.nn.Module, config: TrainConfig) -> dict[str, Any]:
         """The checkpoint ``facefix restore --weights`` loads (from the EMA generator)."""
 
+    # Optional: ``validate(trainer) -> {metric: value}`` replaces the image-quality
+    # validation (a parser reports mean IoU instead of PSNR/SSIM).
+
 
 class StepContext:
     """Runs one optimiser update over the micro-batches of a step.
@@ -198,6 +201,7 @@ class Trainer:
         fp16 = config.precision == "fp16"
         self.scaler = torch.amp.GradScaler(device.split(":")[0], enabled=fp16)
         self.step = 0
+        self.validated_step = -1
         self.history: list[dict[str, float]] = []
 
     # -- helpers ---------------------------------------------------------------------
@@ -274,13 +278,19 @@ class Trainer:
     def validate(self) -> dict[str, float]:
         if len(self.val_set) == 0:
             return {}
+        self.validated_step = self.step
+        if hasattr(self.recipe, "validate"):
+            result = self.recipe.validate(self)
+            self._append_csv("val.csv", {"step": self.step, **result})
+            return result
         scores = {"psnr": [], "ssim": [], "psnr_lq": [], "ssim_lq": []}
         rows = []
         loader = DataLoader(self.val_set, batch_size=max(1, self.config.batch_size), shuffle=False, num_workers=0)
         for batch in loader:
-            lq = batch["lq"].to(self.device)
+            batch = {key: value.to(self.device) for key, value in batch.items()}
+            lq = batch["lq"]
             with self.autocast():
-                output = self.recipe.generate(self.ema, {**batch, "lq": lq}).float()
+                output = self.recipe.generate(self.ema, batch).float()
             for i in range(lq.shape[0]):
                 restored, degraded, target = to_image(output[i]), to_image(batch["lq"][i]), to_image(batch["hq"][i])
                 scores["psnr"].append(psnr(restored, target))
@@ -310,6 +320,16 @@ class Trainer:
             writer.writeheader()
             writer.writerows(rows)
 
+    def _report(self, label: str, scores: dict[str, float]) -> None:
+        if not scores or self.quiet:
+            return
+        if "psnr" in scores:
+            text = (f"val PSNR {scores['psnr']:.2f} dB (degraded {scores['psnr_lq']:.2f}), SSIM {scores['ssim']:.4f} "
+                    f"(degraded {scores['ssim_lq']:.4f})")
+        else:
+            text = "val " + ", ".join(f"{key} {value:.4g}" for key, value in list(scores.items())[:3])
+        tqdm.write(f"{label}: {text}", file=sys.stderr)
+
     # -- the loop --------------------------------------------------------------------
 
     def fit(self, resume: Path | None = None) -> Path:
@@ -333,6 +353,8 @@ class Trainer:
                    disable=self.quiet or not self.main_process, file=sys.stderr)
         epoch = self.step * config.batch_size // max(1, len(self.train_set))
         started = time.perf_counter()
+        if self.main_process and config.val_every and self.step == 0:
+            self._report("before training", self.validate())  # the baseline every later row compares with
         try:
             while self.step < config.iters:
                 self.train_set.epoch = epoch
@@ -361,10 +383,7 @@ class Trainer:
                                 writer.add_scalar(f"train/{key}", value, self.step)
                     if self.main_process and config.val_every and self.step % config.val_every == 0:
                         scores = self.validate()
-                        if scores and not self.quiet:
-                            tqdm.write(f"step {self.step}: val PSNR {scores['psnr']:.2f} dB (degraded "
-                                       f"{scores['psnr_lq']:.2f}), SSIM {scores['ssim']:.4f} "
-                                       f"(degraded {scores['ssim_lq']:.4f})", file=sys.stderr)
+                        self._report(f"step {self.step}", scores)
                         if writer is not None:
                             for key, value in scores.items():
                                 writer.add_scalar(f"val/{key}", value, self.step)
@@ -383,11 +402,8 @@ class Trainer:
         final = self.out / "final.pth"
         if self.main_process:
             self.save("last.pth")
-            if config.val_every:
-                scores = self.validate()
-                if scores and not self.quiet:
-                    print(f"final: val PSNR {scores['psnr']:.2f} dB (degraded {scores['psnr_lq']:.2f}), "
-                          f"SSIM {scores['ssim']:.4f} (degraded {scores['ssim_lq']:.4f})", file=sys.stderr)
+            if config.val_every and self.validated_step != self.step:
+                self._report("final", self.validate())
             from facefix.image_io import atomic_temporary
 
             temporary = atomic_temporary(final)

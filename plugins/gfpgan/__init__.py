@@ -25,7 +25,7 @@ from facefix.errors import WeightsError
 from facefix.hookspecs import hookimpl
 from facefix.onnx import export_command
 from facefix.restorers import TorchRestorer
-from facefix.weights import load_state_dict
+from facefix.weights import layout_differences, load_state_dict
 from facefix_plugins.gfpgan.arch import OFFICIAL_CONFIGS, GFPGANv1, GFPGANv1Clean, select_params
 
 # restorer name -> (weights registry name, description)
@@ -83,19 +83,6 @@ def _shapes(arch: str, config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
     with torch.device("meta"):
         candidate = ARCHITECTURES[arch](**{k: v for k, v in config.items() if k in _constructor_args(arch)})
     return {key: tuple(value.shape) for key, value in candidate.state_dict().items()}
-
-
-def layout_differences(expected: Mapping[str, tuple], found: Mapping[str, tuple]) -> str:
-    """One line naming missing, unexpected and wrongly shaped keys ('' when identical)."""
-    def few(keys: list[str]) -> str:
-        return ", ".join(keys[:4]) + (f" (+{len(keys) - 4} more)" if len(keys) > 4 else "")
-
-    missing = sorted(set(expected) - set(found))
-    unexpected = sorted(set(found) - set(expected))
-    reshaped = sorted(key for key in set(expected) & set(found) if tuple(expected[key]) != tuple(found[key]))
-    parts = [f"{label}: {few(keys)}" for label, keys in
-             (("missing keys", missing), ("unexpected keys", unexpected), ("keys of another shape", reshaped)) if keys]
-    return "; ".join(parts)
 
 
 def load_gfpgan(path: Path, fidelity: float = 1.0) -> tuple[torch.nn.Module, dict[str, Any]]:
