@@ -73,11 +73,16 @@ class Summary:
 
 
 @dataclass
-class _Face:
+class AlignedFace:
+    """One face on its way through the restorer (shared with ``facefix video``)."""
+
     crop: np.ndarray  # aligned input face, BGR uint8
     affine: np.ndarray  # image → crop
     parsing: np.ndarray | None = None
     restored: np.ndarray | None = None
+
+
+_Face = AlignedFace
 
 
 @dataclass
@@ -183,19 +188,7 @@ class Pipeline:
         return faces
 
     def _restore_batch(self, faces: list[_Face]) -> None:
-        crops = np.stack([face.crop for face in faces])
-        parsing = None
-        if self.parser is not None:
-            parsing = self._timed("parse", self.parser.parse, crops)
-            for face, labels in zip(faces, parsing):
-                face.parsing = labels
-        restorer_parsing = parsing if getattr(self.restorer, "needs_parsing", False) else None
-        restored = self._timed("restore", self.restorer.restore, crops, restorer_parsing)
-        expected = (len(faces), self.restorer.output_size, self.restorer.output_size, 3)
-        if restored.shape != expected or restored.dtype != np.uint8:
-            raise FacefixError(f"restorer returned {restored.shape} {restored.dtype}, expected {expected} uint8")
-        for face, output in zip(faces, restored):
-            face.restored = output
+        restore_faces(self.restorer, self.parser, faces, self._timed)
 
     def _drain(self, final: bool = False) -> None:
         batch_size = max(1, self.options.batch_size)
@@ -218,23 +211,8 @@ class Pipeline:
             self._finish(self._jobs.pop(0))
 
     def _compose(self, job: _Job) -> np.ndarray:
-        image = job.image
-        upscale = self.options.upscale
-        width, height = round(image.width * upscale), round(image.height * upscale)
-        background = alignment.resize_to(image.pixels, width, height)
-        if not job.faces:
-            return background
-        canvas = to_canvas(background)
-        value_scale = image.value_range / 255.0
-        face_scale = self.restorer.output_size / self.restorer.input_size
-        for face in job.faces:
-            restored = face.restored.astype(np.float32) * value_scale
-            if self.options.color_match:
-                reference = cv2.resize(face.crop, restored.shape[1::-1], interpolation=cv2.INTER_CUBIC)
-                restored = match_color(restored, reference.astype(np.float32) * value_scale, value_range=image.value_range)
-            inverse = alignment.inverse_affine(face.affine, face_scale, upscale)
-            canvas = self.blender.blend(canvas, restored, inverse, face.parsing, upscale)
-        return from_canvas(canvas, like=background)
+        return paste_faces(job.image.pixels, job.faces, self.restorer, self.blender, self.options.upscale,
+                           self.options.color_match)
 
     def _advance(self) -> None:
         # the bar counts finished images (written or failed), not images read: with
@@ -326,6 +304,54 @@ class Pipeline:
         self._progress.close()
         self._progress = None
         return self.summary
+
+
+def restore_faces(restorer: Any, parser: Any | None, faces: list[AlignedFace],
+                  timed: Callable[..., Any] | None = None) -> None:
+    """Parse (when a parser is given) and restore ``faces`` as one batch, in place.
+
+    ``timed(stage, function, *args)`` runs each network call, so callers can time the
+    stages; by default it just calls the function.
+    """
+    run = timed or (lambda stage, function, *args: function(*args))
+    crops = np.stack([face.crop for face in faces])
+    parsing = None
+    if parser is not None:
+        parsing = run("parse", parser.parse, crops)
+        for face, labels in zip(faces, parsing):
+            face.parsing = labels
+    restorer_parsing = parsing if getattr(restorer, "needs_parsing", False) else None
+    restored = run("restore", restorer.restore, crops, restorer_parsing)
+    expected = (len(faces), restorer.output_size, restorer.output_size, 3)
+    if restored.shape != expected or restored.dtype != np.uint8:
+        raise FacefixError(f"restorer returned {restored.shape} {restored.dtype}, expected {expected} uint8")
+    for face, output in zip(faces, restored):
+        face.restored = output
+
+
+def paste_faces(pixels: np.ndarray, faces: list[AlignedFace], restorer: Any, blender: Any, upscale: float,
+                color_match: bool = False) -> np.ndarray:
+    """The whole image resized by ``upscale`` with every restored face pasted back.
+
+    ``pixels`` keeps its layout and depth (gray, BGR, BGRA; 8 or 16 bit); the faces'
+    ``affine`` map ``pixels`` to their crops, and ``restored`` holds the restorer's output.
+    """
+    height, width = pixels.shape[:2]
+    background = alignment.resize_to(pixels, round(width * upscale), round(height * upscale))
+    if not faces:
+        return background
+    value_range = 65535.0 if pixels.dtype == np.uint16 else 255.0
+    canvas = to_canvas(background)
+    value_scale = value_range / 255.0
+    face_scale = restorer.output_size / restorer.input_size
+    for face in faces:
+        restored = face.restored.astype(np.float32) * value_scale
+        if color_match:
+            reference = cv2.resize(face.crop, restored.shape[1::-1], interpolation=cv2.INTER_CUBIC)
+            restored = match_color(restored, reference.astype(np.float32) * value_scale, value_range=value_range)
+        inverse = alignment.inverse_affine(face.affine, face_scale, upscale)
+        canvas = blender.blend(canvas, restored, inverse, face.parsing, upscale)
+    return from_canvas(canvas, like=background)
 
 
 def error_text(error: BaseException, path: Path | None = None) -> str:
