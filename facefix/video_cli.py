@@ -1,0 +1,124 @@
+"""``facefix video``: restore every face of a video, keeping its timing, audio and metadata."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from facefix.cli import component_options, fail
+from facefix.errors import FacefixError
+from facefix.tracking import DEFAULT_BETA, DEFAULT_MIN_CUTOFF
+
+#: Appended to the input's name when no ``-o`` is given.
+DEFAULT_SUFFIX = "_restored"
+
+
+def default_output(source: Path) -> Path:
+    """``clip.mp4`` → ``clip_restored.mp4`` beside it (``.mp4`` for types facefix can't write)."""
+    from facefix.video import CONTAINERS
+
+    suffix = source.suffix if source.suffix.lower() in CONTAINERS else ".mp4"
+    return source.with_name(f"{source.stem}{DEFAULT_SUFFIX}{suffix}")
+
+
+def _time_option(value: str | None, name: str) -> float | None:
+    from facefix.video import parse_time
+
+    try:
+        return parse_time(value)
+    except ValueError as error:
+        fail(f"{name}: {error}")
+    return None
+
+
+@click.command()
+@click.argument("source", metavar="IN", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help=f"Output video (default: IN's name with {DEFAULT_SUFFIX!r} added, beside it). "
+                   "Its extension picks the container: .mp4, .mov, .mkv, .webm, .avi.")
+@component_options
+@click.option("--crf", "--quality", "crf", type=click.FloatRange(0, 63), default=None,
+              help="Constant quality: lower is better and bigger (default: 18 for libx264, 20 for libx265).")
+@click.option("--codec", default="libx264", show_default=True,
+              help="ffmpeg video encoder: libx264, libx265, libvpx-vp9, libsvtav1, h264_nvenc, ...")
+@click.option("--preset", default=None, help="Encoder speed preset (libx264: ultrafast ... veryslow; default medium).")
+@click.option("--pix-fmt", default="yuv420p", show_default=True,
+              help="Output pixel format (yuv420p plays everywhere).")
+@click.option("--start", default=None, help="Start here (seconds, MM:SS or HH:MM:SS); audio is cut to match.")
+@click.option("--end", default=None, help="Stop here (same forms as --start).")
+@click.option("--detect-every", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Run the detector on every Nth frame; faces are followed by optical flow in between.")
+@click.option("--smoothing/--no-smoothing", default=True, show_default=True,
+              help="Smooth each face track's landmarks (One-Euro filter) so aligned crops don't jitter.")
+@click.option("--smooth-cutoff", type=click.FloatRange(min=0.01), default=DEFAULT_MIN_CUTOFF, show_default=True,
+              help="One-Euro minimum cutoff (Hz): lower smooths a still face more.")
+@click.option("--smooth-beta", type=click.FloatRange(min=0), default=DEFAULT_BETA, show_default=True,
+              help="One-Euro speed coefficient: higher follows fast motion with less lag.")
+def video(source: Path, output: Path | None, detector: str | None, parser_name: str | None, restorer: str | None,
+          blender: str | None, upscale: float, device: str, model_dir: Path | None, weights_path: Path | None,
+          parser_weights_path: Path | None, fidelity: float | None, backend: str, precision: str,
+          onnx_path: Path | None, batch_size: int, only_center_face: bool, largest_face: bool, min_face_size: float,
+          detection_threshold: float | None, color_match: bool, quiet: bool, crf: float | None, codec: str,
+          preset: str | None, pix_fmt: str, start: str | None, end: str | None, detect_every: int,
+          smoothing: bool, smooth_cutoff: float, smooth_beta: float) -> None:
+    """Restore every face in the video IN.
+
+    Frames stream through ffmpeg pipes (never to disk, never all in memory); faces are
+    tracked across frames and their landmarks smoothed; frame count, timestamps, frame
+    rate, rotation and every audio stream are kept. The output appears under its final
+    name only when it is complete.
+    """
+    from facefix import compose
+    from facefix.video import (
+        EncodeSettings,
+        VideoOptions,
+        VideoRestorer,
+        check_codec,
+        find_ffmpeg,
+        output_container,
+        probe,
+    )
+
+    start_s, end_s = _time_option(start, "--start"), _time_option(end, "--end")
+    target = output if output is not None else default_output(source)
+    try:
+        ffmpeg_exe = find_ffmpeg()
+        if target.resolve() == source.resolve():
+            raise FacefixError(f"{target}: the output would overwrite the input; choose another -o")
+        check_codec(output_container(target), codec)
+        if start_s is not None and end_s is not None and end_s <= start_s:
+            raise FacefixError(f"--end ({end}) must be after --start ({start})")
+        info = probe(source, ffmpeg_exe)  # a bad input fails before any network loads
+        built, chosen, torch_device = compose.assemble(
+            detector=detector, parser=parser_name, restorer=restorer, blender=blender, aligned=False,
+            device=device, model_dir=model_dir, weights_path=weights_path, parser_weights_path=parser_weights_path,
+            fidelity=fidelity, backend=backend, precision=precision, onnx_path=onnx_path,
+            detection_threshold=detection_threshold, quiet=quiet, note=lambda message: click.echo(message, err=True),
+        )
+        options = VideoOptions(
+            upscale=upscale, only_center_face=only_center_face, largest_face=largest_face,
+            min_face_size=min_face_size, batch_size=batch_size, color_match=color_match, detect_every=detect_every,
+            smoothing=smoothing, smooth_cutoff=smooth_cutoff, smooth_beta=smooth_beta, start=start_s, end=end_s,
+            encode=EncodeSettings(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt), quiet=quiet,
+        )
+        runner = VideoRestorer(
+            restorer=built["restorer"], detector=built["detector"], blender=built["blender"],
+            parser=built.get("parser"), options=options, ffmpeg_exe=ffmpeg_exe,
+        )
+        if not quiet:
+            width, height = info.display_size
+            audio = ", ".join(info.audio) if info.audio else "none"
+            click.echo(f"facefix: {', '.join(chosen)} on {torch_device}", err=True)
+            click.echo(f"facefix: {source}: {width}x{height}, {info.fps or '?'} fps, "
+                       f"{info.frames_between(start_s, end_s)} frames, audio: {audio}", err=True)
+        summary = runner.run(source, target, info=info)
+    except FacefixError as error:
+        fail(str(error))
+    except KeyboardInterrupt:
+        click.echo(f"Error: {source}: interrupted; {target} was not written", err=True)
+        sys.exit(130)
+    except Exception as error:  # a crash still gets one line, and the output is never left half-written
+        fail(f"{source}: {type(error).__name__}: {' '.join(str(error).split())}")
+    click.echo(summary.line(), err=True)
