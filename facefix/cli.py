@@ -233,12 +233,14 @@ def restore(inputs: tuple[Path, ...], output: Path, detector: str | None, parser
 
 
 def _add_core_commands() -> None:
+    from facefix.eval_cli import eval_command
     from facefix.training.degrade_cli import degrade
     from facefix.video_cli import video
     from facefix.weights_cli import weights
 
     cli.add_command(weights)
     cli.add_command(degrade)
+    cli.add_command(eval_command)
     cli.add_command(video)
 
 

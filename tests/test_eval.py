@@ -1,0 +1,83 @@
+"""`facefix eval`: scores against ground truth, the table, --json, parse-mIoU."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from facefix.cli import cli
+from facefix.image_io import read_image
+from facefix.training.metrics import ms_ssim, psnr, ssim
+from facefix.weights import load_state_dict
+from conftest import PROJECT, shared_path
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory):
+    """Four real ground-truth faces, their degraded versions at 128 px, one stray file."""
+    source = shared_path("faces", "train512")
+    root = tmp_path_factory.mktemp("eval")
+    truth, predicted = root / "gt", root / "pred"
+    truth.mkdir()
+    predicted.mkdir()
+    for image in sorted((source / "images").iterdir())[:4]:
+        (truth / image.name).symlink_to(image)
+    result = invoke("degrade", truth, predicted, "--preset", "gfpgan", "--seed", "3", "--size", "128", "--quiet")
+    assert result.exit_code == 0, result.output
+    cv2.imwrite(str(predicted / "stray.png"), np.zeros((128, 128, 3), np.uint8))
+    return predicted, truth, source / "masks"
+
+
+def test_json_scores_equal_the_metrics(pairs):
+    predicted, truth, _ = pairs
+    result = invoke("eval", predicted, truth, "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["count"] == 4 and report["unmatched"] == ["stray.png"] and report["ground_truth_resized"] == 4
+    for row in report["images"]:
+        prediction = read_image(predicted / row["file"]).bgr8()
+        stem = row["file"].rsplit(".", 1)[0]
+        gt_file = next(truth.glob(f"{stem}.*"))
+        target = cv2.resize(read_image(gt_file).bgr8(), (128, 128), interpolation=cv2.INTER_AREA)
+        assert row["psnr"] == pytest.approx(psnr(prediction, target))
+        assert row["ssim"] == pytest.approx(ssim(prediction, target))
+        assert row["ms_ssim"] == pytest.approx(ms_ssim(prediction, target))
+    assert report["mean"]["psnr"] == pytest.approx(np.mean([row["psnr"] for row in report["images"]]))
+
+
+def test_table_and_identical_images(pairs, tmp_path):
+    _, truth, _ = pairs
+    result = invoke("eval", truth, truth, "--per-image")
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("mean")]
+    assert len(lines) == 1 and lines[0].split()[-3:] == ["inf", "1.0000", "1.0000"]
+
+
+def test_parse_miou_with_a_chosen_parser(pairs, tmp_path):
+    predicted, truth, masks = pairs
+    parser = load_state_dict(PROJECT / "tests" / "fixtures" / "psfrgan" / "parser_small.pth")
+    parser_file = tmp_path / "parser.pth"
+    torch.save({"params_ema": parser["state_dict"], "config": parser["config"]}, parser_file)
+    result = invoke("eval", predicted, truth, "--masks", masks, "--parser", "psfrgan", "--parser-weights", parser_file,
+                    "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["parser"] == "psfrgan" and 0 <= report["mean"]["miou"] < 0.5  # random weights read faces badly
+    assert all("miou" in row for row in report["images"])
+
+
+def test_nothing_to_compare_is_one_error(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    result = invoke("eval", tmp_path / "a", tmp_path / "b")
+    assert result.exit_code == 1 and result.output.strip().startswith("Error:")
+    assert len(result.output.strip().splitlines()) == 1
