@@ -775,8 +775,9 @@ class VideoSummary:
 
     def line(self) -> str:
         fps = self.frames / self.seconds if self.seconds else 0.0
-        return (f"{self.frames} frames, {self.faces} faces restored ({self.tracks} face tracks) in "
-                f"{self.seconds:.1f} s ({fps:.2f} fps) -> {self.output}")
+        tracks = f"{self.tracks} face track{'' if self.tracks == 1 else 's'}"
+        return (f"{self.frames} frames, {self.faces} faces restored ({tracks}) in {self.seconds:.1f} s "
+                f"({fps:.2f} fps) -> {self.output}")
 
 
 @dataclass
@@ -920,6 +921,10 @@ class VideoRestorer:
                 if writer is None:
                     first_time = frame.time
                     width, height = output_size(info.width, info.height, self.options.upscale, settings.pix_fmt)
+                    exact = (round(info.width * self.options.upscale), round(info.height * self.options.upscale))
+                    if (width, height) != exact and not self.options.quiet:
+                        self.report(f"facefix: note: {settings.pix_fmt} needs even sizes; {exact[0]}x{exact[1]} "
+                                    f"frames are cropped to {width}x{height}")
                     args = encode_args(self.ffmpeg, source_path, temporary, info, settings, container=container,
                                        first_time=first_time, time_base=reader.time_base,
                                        start=self.options.start, end=self.options.end)

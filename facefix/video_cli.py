@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 
@@ -21,6 +22,10 @@ def default_output(source: Path) -> Path:
 
     suffix = source.suffix if source.suffix.lower() in CONTAINERS else ".mp4"
     return source.with_name(f"{source.stem}{DEFAULT_SUFFIX}{suffix}")
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _time_option(value: str | None, name: str) -> float | None:
@@ -113,7 +118,12 @@ def video(source: Path, output: Path | None, detector: str | None, parser_name: 
             click.echo(f"facefix: {', '.join(chosen)} on {torch_device}", err=True)
             click.echo(f"facefix: {source}: {width}x{height}, {info.fps or '?'} fps, "
                        f"{info.frames_between(start_s, end_s)} frames, audio: {audio}", err=True)
-        summary = runner.run(source, target, info=info)
+        # `kill` (SIGTERM) cleans up as Ctrl-C does: the temporary file goes too
+        previous = signal.signal(signal.SIGTERM, _interrupt)
+        try:
+            summary = runner.run(source, target, info=info)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
     except FacefixError as error:
         fail(str(error))
     except KeyboardInterrupt:
