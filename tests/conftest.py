@@ -3,7 +3,9 @@ need it skip cleanly when it is absent (it is never copied into the repository).
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import shutil
 from pathlib import Path
 
 import cv2
@@ -30,6 +32,24 @@ def shared_weights() -> Path:
 @pytest.fixture
 def photos() -> Path:
     return shared_path("photos")
+
+
+def copy_faces(folder: Path, count: int) -> Path:
+    """The first ``count`` faces of ../shared/faces/train512 and their masks, copied into
+    ``folder/images`` and ``folder/masks`` (skips the test when ../shared is absent)."""
+    source = shared_path("faces", "train512")
+    (folder / "images").mkdir(parents=True)
+    (folder / "masks").mkdir()
+    for image in sorted((source / "images").iterdir())[:count]:
+        shutil.copy(image, folder / "images" / image.name)
+        shutil.copy(source / "masks" / f"{image.stem}.png", folder / "masks" / f"{image.stem}.png")
+    return folder
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    """The rows of a CSV file (training logs)."""
+    with open(path, newline="") as stream:
+        return list(csv.DictReader(stream))
 
 
 def psnr(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:

@@ -4,8 +4,6 @@ networks, ONNX export of the pair."""
 
 from __future__ import annotations
 
-import csv
-
 import numpy as np
 import pytest
 import torch
@@ -24,7 +22,7 @@ from facefix_plugins.psfrgan import (
     load_parser,
 )
 from facefix_plugins.psfrgan.arch import PSFRParseNet, official_generator, official_parser, parsing_onehot
-from conftest import PROJECT, read_any, shared_path
+from conftest import PROJECT, copy_faces, read_any, read_rows, shared_path
 
 FIXTURES = PROJECT / "tests" / "fixtures" / "psfrgan"
 ADELE = "gfpgan__inputs_cropped_faces_Adele_crop.png"
@@ -220,22 +218,10 @@ def test_confusion_matrix_and_mean_iou_against_brute_force():
 # --------------------------------------------------------------------------- training
 
 
-def read_rows(path):
-    with open(path, newline="") as stream:
-        return list(csv.DictReader(stream))
-
-
 @pytest.fixture(scope="module")
 def small_faces(tmp_path_factory):
-    """16 real faces with their masks (links into ../shared)."""
-    source = shared_path("faces", "train512")
-    folder = tmp_path_factory.mktemp("faces")
-    (folder / "images").mkdir()
-    (folder / "masks").mkdir()
-    for image in sorted((source / "images").iterdir())[:16]:
-        (folder / "images" / image.name).symlink_to(image)
-        (folder / "masks" / f"{image.stem}.png").symlink_to(source / "masks" / f"{image.stem}.png")
-    return folder
+    """16 real faces with their masks."""
+    return copy_faces(tmp_path_factory.mktemp("faces"), 16)
 
 
 TINY_PARSER = ["--size", "64", "--batch-size", "2", "--workers", "0", "--base-channels", "16", "--max-channels", "32",

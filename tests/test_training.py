@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import csv
 import math
 import os
-import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -19,7 +16,7 @@ from click.testing import CliRunner
 from facefix.cli import cli
 from facefix.training.data import FaceDataset, list_faces, split, to_image
 from facefix.training.degradations import PRESETS
-from conftest import read_any, shared_path
+from conftest import copy_faces, read_any, read_rows, shared_path
 
 TINY = ["--size", "32", "--width", "0.0625", "--style-dim", "32", "--channel-multiplier", "1", "--batch-size", "2",
         "--workers", "0", "--no-perceptual", "--no-identity", "--quiet"]
@@ -28,19 +25,7 @@ TINY = ["--size", "32", "--width", "0.0625", "--style-dim", "32", "--channel-mul
 @pytest.fixture(scope="module")
 def faces(tmp_path_factory):
     """Twelve real aligned faces and their masks, copied out of ../shared for the run."""
-    source = shared_path("faces", "train512")
-    folder = tmp_path_factory.mktemp("faces")
-    (folder / "images").mkdir()
-    (folder / "masks").mkdir()
-    for image in sorted((source / "images").iterdir())[:12]:
-        shutil.copy(image, folder / "images" / image.name)
-        shutil.copy(source / "masks" / f"{image.stem}.png", folder / "masks" / f"{image.stem}.png")
-    return folder
-
-
-def read_rows(path: Path) -> list[dict[str, str]]:
-    with path.open() as stream:
-        return list(csv.DictReader(stream))
+    return copy_faces(tmp_path_factory.mktemp("faces"), 12)
 
 
 def train(*args):

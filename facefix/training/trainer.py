@@ -269,7 +269,12 @@ class Trainer:
             module.load_state_dict(state["models"][name])
         self.ema.load_state_dict(state["ema"])
         for name, optimizer in self.optimizers.items():
+            # Adam's moments come from the checkpoint; its hyperparameters (lr, betas) from
+            # this run's config, so a resumed run can change them (e.g. a fine-tuning phase).
+            configured = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
             optimizer.load_state_dict(state["optimizers"][name])
+            for group, settings in zip(optimizer.param_groups, configured):
+                group.update(settings)
         self.step = int(state["step"])
 
     # -- validation ------------------------------------------------------------------
