@@ -123,17 +123,21 @@ def _build_strict(cls, config: dict[str, Any], state: dict[str, torch.Tensor], p
     return network.eval()
 
 
-def load_parser(path: Path) -> PSFRParseNet:
-    """The parsing network of a parser checkpoint, or the parser carried by a generator checkpoint."""
-    checkpoint = load_state_dict(path)
-    if isinstance(checkpoint.get("parser"), Mapping):  # facefix generator checkpoint with its parser
-        checkpoint = checkpoint["parser"]
+def _parser_from(checkpoint: Mapping[str, Any], path: Path, what: str) -> PSFRParseNet:
     state, config = _checkpoint_state(checkpoint)
     try:
         config = config or infer_parser_config(state)
     except WeightsError as error:
         raise WeightsError(f"{path}: {error}") from None
-    return _build_strict(PSFRParseNet, config, state, path, "parser")
+    return _build_strict(PSFRParseNet, config, state, path, what)
+
+
+def load_parser(path: Path) -> PSFRParseNet:
+    """The parsing network of a parser checkpoint, or the parser carried by a generator checkpoint."""
+    checkpoint = load_state_dict(path)
+    if isinstance(checkpoint.get("parser"), Mapping):  # facefix generator checkpoint with its parser
+        return _parser_from(checkpoint["parser"], path, "parser stored with the generator")
+    return _parser_from(checkpoint, path, "parser")
 
 
 def load_generator(path: Path) -> tuple[PSFRGenerator, PSFRParseNet | None]:
@@ -147,9 +151,7 @@ def load_generator(path: Path) -> tuple[PSFRGenerator, PSFRParseNet | None]:
     generator = _build_strict(PSFRGenerator, config, state, path, "generator")
     parser = None
     if isinstance(checkpoint.get("parser"), Mapping):
-        parser_state, parser_config = _checkpoint_state(checkpoint["parser"])
-        parser = _build_strict(PSFRParseNet, parser_config or infer_parser_config(parser_state), parser_state, path,
-                               "parser stored with the generator")
+        parser = _parser_from(checkpoint["parser"], path, "parser stored with the generator")
     return generator, parser
 
 
