@@ -40,6 +40,7 @@ def evaluate(predictions: Path, ground_truth: Path, parser: Any | None = None, m
 
     from facefix.errors import FacefixError
     from facefix.image_io import read_image
+    from facefix.training.data import read_labels
     from facefix.training.metrics import confusion_matrix, mean_iou, ms_ssim, psnr, ssim
 
     pairs, unmatched = _pairs(predictions, ground_truth)
@@ -57,11 +58,9 @@ def evaluate(predictions: Path, ground_truth: Path, parser: Any | None = None, m
             mask_file = masks / f"{truth_path.stem}.png"
             if not mask_file.exists():
                 raise FacefixError(f"{mask_file}: no ground-truth mask for {truth_path.name}")
-            from PIL import Image
-
-            labels = np.array(Image.open(mask_file))
+            labels = read_labels(mask_file)
             predicted_labels = parser.parse(predicted[None])[0]
-            labels = cv2.resize(labels.astype(np.uint8), predicted_labels.shape[::-1], interpolation=cv2.INTER_NEAREST)
+            labels = cv2.resize(labels, predicted_labels.shape[::-1], interpolation=cv2.INTER_NEAREST)
             image_confusion = confusion_matrix(predicted_labels, labels)
             row["miou"] = mean_iou(image_confusion)
             confusion += image_confusion

@@ -53,6 +53,16 @@ def mask_path(masks: Path, image: Path) -> Path:
     return masks / f"{image.stem}.png"
 
 
+def read_labels(path: Path) -> np.ndarray:
+    """A parsing mask: ``H x W`` uint8 class labels from a single-channel or palette PNG."""
+    labels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if labels is None or labels.ndim != 2:
+        from PIL import Image as PILImage  # palette PNGs: cv2 may expand them to colour
+
+        labels = np.array(PILImage.open(path))
+    return np.asarray(labels).astype(np.uint8)
+
+
 def to_tensor(image: np.ndarray) -> torch.Tensor:
     """BGR uint8 HxWx3 → RGB float (3, H, W) in [-1, 1]."""
     rgb = image[:, :, ::-1].astype(np.float32) / 127.5 - 1.0
@@ -89,13 +99,8 @@ class FaceDataset(Dataset):
             image = cv2.resize(image, (self.size, self.size), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC)
         labels = None
         if self.masks is not None:
-            mask_file = mask_path(self.masks, path)
-            labels = np.array(cv2.imread(str(mask_file), cv2.IMREAD_UNCHANGED))
-            if labels is None or labels.ndim != 2:
-                from PIL import Image as PILImage  # palette PNGs: cv2 may expand them to colour
-
-                labels = np.array(PILImage.open(mask_file))
-            labels = cv2.resize(labels.astype(np.uint8), (self.size, self.size), interpolation=cv2.INTER_NEAREST)
+            labels = read_labels(mask_path(self.masks, path))
+            labels = cv2.resize(labels, (self.size, self.size), interpolation=cv2.INTER_NEAREST)
         return image, labels
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
