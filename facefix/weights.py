@@ -3,7 +3,8 @@
 The registry is ``weights/manifest.json`` (installed as the ``facefix_weights`` data
 package) plus whatever plugins add through the ``register_weights`` hook. The resolver
 looks for a file in this order: an explicit path, ``--model-dir`` (used as given:
-users point at their own files), the download cache, and finally a download, which is
+users point at their own files), the download cache, the files bundled in
+``facefix_weights`` itself (the offline defaults), and finally a download, which is
 verified against the pinned sha256 before it is moved into the cache atomically.
 Nothing here touches the network unless :meth:`WeightsResolver.download` is called.
 """
@@ -159,6 +160,11 @@ def default_cache_dir() -> Path:
     return base / "weights"
 
 
+def bundled_dir() -> Path:
+    """The folder of the ``facefix_weights`` package: weights that ship with facefix."""
+    return Path(str(importlib.resources.files("facefix_weights")))
+
+
 def model_dir_from_env() -> Path | None:
     value = os.environ.get("FACEFIX_MODEL_DIR")
     return Path(value).expanduser() if value else None
@@ -212,10 +218,10 @@ class WeightsResolver:
         return name_or_entry if isinstance(name_or_entry, WeightsEntry) else get_entry(name_or_entry)
 
     def search_dirs(self) -> list[Path]:
-        return [d for d in (self.model_dir, self.cache_dir) if d is not None]
+        return [d for d in (self.model_dir, self.cache_dir, bundled_dir()) if d is not None]
 
     def find_local(self, entry: WeightsEntry) -> Path | None:
-        """The first existing file: model_dir (any accepted name), then the cache."""
+        """The first existing file: model_dir (any accepted name), the cache, then facefix's own."""
         for directory in self.search_dirs():
             for filename in entry.filenames:
                 candidate = directory / filename

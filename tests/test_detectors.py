@@ -15,7 +15,7 @@ def build(kind, name, model_dir):
     return plugins.get_component(kind, name).build(ComponentContext(resolve_weights=resolver.resolve))
 
 
-@pytest.mark.parametrize("name", ["retinaface_mobile0.25", "yunet"])
+@pytest.mark.parametrize("name", ["retinaface_mobile0.25", "yunet", "retinaface_bundled"])
 def test_detectors_find_the_six_faces_of_the_group_photo(name, shared_weights):
     detector = build("detector", name, shared_weights)
     image = cv2.imread(str(shared_path("photos", "insightface_t1.jpg")))
@@ -39,6 +39,36 @@ def test_retinaface_and_yunet_agree_on_landmarks(shared_weights):
     for a, b in zip(retina, yunet):
         # within a fifth of the eye distance: same points, same order
         assert np.abs(a.landmarks - b.landmarks).max() < 0.35 * a.eye_distance
+
+
+def test_bundled_retinaface_agrees_with_facexlibs_on_every_photo(shared_weights, photos):
+    """The ONNX file shipped in weights/ is another training of RetinaFace MobileNet-0.25:
+    same faces, landmarks within a fifth of the eye distance."""
+    bundled = build("detector", "retinaface_bundled", None)
+    reference = build("detector", "retinaface_mobile0.25", shared_weights)
+    compared = 0
+    for path in sorted(photos.iterdir()):
+        image = cv2.imread(str(path))
+        if image is None:
+            continue
+        ours = sorted(bundled.detect(image), key=lambda f: f.box[0])
+        theirs = sorted(reference.detect(image), key=lambda f: f.box[0])
+        confident = [f for f in theirs if f.score > 0.95]
+        for face in confident:  # every clear face is found, at the same place
+            match = min(ours, key=lambda f: np.abs(f.landmarks - face.landmarks).max())
+            assert np.abs(match.landmarks - face.landmarks).max() < 0.2 * face.eye_distance, path.name
+            compared += 1
+    assert compared >= 20
+
+
+def test_bundled_detector_needs_no_model_dir_and_matches_its_digest(tmp_path):
+    from facefix.weights import bundled_dir, get_entry, sha256_file
+
+    entry = get_entry("retinaface_bundled")
+    resolver = WeightsResolver(model_dir=tmp_path, allow_download=False, progress=False)
+    path = resolver.resolve(entry)
+    assert path.parent == bundled_dir()
+    assert path.stat().st_size == entry.size and sha256_file(path) == entry.sha256
 
 
 def test_missing_detector_weights_name_the_file_and_folder(tmp_path):

@@ -465,10 +465,14 @@ def test_manifest_entries_are_complete():
     raw = json.loads((importlib.resources.files("facefix_weights") / "manifest.json").read_text())
     names = [item["name"] for item in raw["weights"]]
     assert len(names) == len(set(names))
+    bundled = Path(str(importlib.resources.files("facefix_weights")))
     for item in raw["weights"]:
         assert item["filename"] and "/" not in item["filename"]
-        assert isinstance(item["urls"], list) and item["urls"]
+        assert isinstance(item["urls"], list)
         assert all(url.startswith("https://") for url in item["urls"])
+        if not item["urls"]:  # no download: the file ships with facefix, pinned
+            shipped = bundled / item["filename"]
+            assert shipped.stat().st_size == item["size"] and sha256_file(shipped) == item["sha256"]
         assert item["sha256"] is None or re.fullmatch(r"[0-9a-f]{64}", item["sha256"])
         assert item["size"] is None or (isinstance(item["size"], int) and item["size"] > 0)
         kind, _, component = item["component"].partition(":")

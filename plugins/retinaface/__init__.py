@@ -1,4 +1,5 @@
-"""RetinaFace detectors (ResNet-50 and MobileNet-0.25) through facexlib's network."""
+"""RetinaFace detectors: ResNet-50 and MobileNet-0.25 through facexlib's network, and
+the MobileNet-0.25 ONNX file that ships inside facefix (the offline default)."""
 
 from __future__ import annotations
 
@@ -20,8 +21,14 @@ _NETWORKS = {
     "retinaface_resnet50": ("resnet50", "RetinaFace ResNet-50: most accurate, slower on CPU"),
     "retinaface_mobile0.25": ("mobile0.25", "RetinaFace MobileNet-0.25: small and fast"),
 }
+BUNDLED = "retinaface_bundled"
 DEFAULT_CONFIDENCE = 0.8  # RetinaFace's own default (facexlib's helper uses 0.97)
 DEFAULT_NMS = 0.4
+# Anchors and box coding shared by every RetinaFace release (ResNet-50 and MobileNet-0.25).
+MIN_SIZES = ((16, 32), (64, 128), (256, 512))
+STEPS = (8, 16, 32)
+VARIANCE = (0.1, 0.2)
+BGR_MEAN = np.array([104.0, 117.0, 123.0], np.float32)  # the means it was trained with, BGR order
 
 
 @functools.lru_cache(maxsize=16)
@@ -65,32 +72,53 @@ class RetinaFaceDetector:
 
     @torch.inference_mode()
     def detect(self, image: np.ndarray) -> list[DetectedFace]:
-        height, width = image.shape[:2]
         device = self.model.mean_tensor.device
         inputs = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).to(device).float()[None]
         loc, conf, landmarks = self.model(inputs - self.model.mean_tensor)  # BGR minus the BGR means
-        cfg = self.model.cfg
-        priors = prior_boxes(height, width, tuple(map(tuple, cfg["min_sizes"])), tuple(cfg["steps"])).to(device)
-        centre_variance, size_variance = cfg["variance"]
-        loc, landmarks, scores = loc[0].float(), landmarks[0].float(), conf[0, :, 1].float()
-        keep = scores > self.confidence
-        loc, landmarks, scores, priors = loc[keep], landmarks[keep], scores[keep], priors[keep]
-        centres = priors[:, :2] + loc[:, :2] * centre_variance * priors[:, 2:]
-        sizes = priors[:, 2:] * torch.exp(loc[:, 2:] * size_variance)
-        scale = torch.tensor([width, height], dtype=torch.float32, device=device)
-        boxes = torch.cat([centres - sizes / 2, centres + sizes / 2], 1) * scale.repeat(2)
-        points = (priors[:, None, :2] + landmarks.view(-1, 5, 2) * centre_variance * priors[:, None, 2:]) * scale
-        order = ensure_torchvision().ops.nms(boxes, scores, self.nms)
-        faces = []
-        for index in order.tolist():
-            faces.append(
-                DetectedFace(
-                    box=tuple(float(v) for v in boxes[index]),
-                    score=float(scores[index]),
-                    landmarks=points[index].cpu().numpy().astype(np.float32),
-                )
-            )
-        return faces
+        return decode(loc[0], conf[0, :, 1], landmarks[0], image.shape[:2], self.confidence, self.nms)
+
+
+def decode(loc: torch.Tensor, scores: torch.Tensor, landmarks: torch.Tensor, image_size: tuple[int, int],
+           confidence: float, nms: float) -> list[DetectedFace]:
+    """Faces from one image's raw RetinaFace outputs (anchor offsets, face scores, landmark
+    offsets), above ``confidence`` and after non-maximum suppression, best first."""
+    height, width = image_size
+    device = loc.device
+    priors = prior_boxes(height, width, MIN_SIZES, STEPS).to(device)
+    centre_variance, size_variance = VARIANCE
+    loc, landmarks, scores = loc.float(), landmarks.float(), scores.float()
+    keep = scores > confidence
+    loc, landmarks, scores, priors = loc[keep], landmarks[keep], scores[keep], priors[keep]
+    centres = priors[:, :2] + loc[:, :2] * centre_variance * priors[:, 2:]
+    sizes = priors[:, 2:] * torch.exp(loc[:, 2:] * size_variance)
+    scale = torch.tensor([width, height], dtype=torch.float32, device=device)
+    boxes = torch.cat([centres - sizes / 2, centres + sizes / 2], 1) * scale.repeat(2)
+    points = (priors[:, None, :2] + landmarks.view(-1, 5, 2) * centre_variance * priors[:, None, 2:]) * scale
+    order = ensure_torchvision().ops.nms(boxes, scores, nms)
+    return [
+        DetectedFace(box=tuple(float(v) for v in boxes[index]), score=float(scores[index]),
+                     landmarks=points[index].cpu().numpy().astype(np.float32))
+        for index in order.tolist()
+    ]
+
+
+class BundledRetinaFaceDetector:
+    """RetinaFace MobileNet-0.25 as ONNX on onnxruntime: the file ships inside facefix,
+    so detection works with no download (see weights/README.md for where it comes from)."""
+
+    def __init__(self, weights: Path, device: str, confidence: float, nms: float):
+        from facefix.onnx import create_session
+
+        self.session, self.provider = create_session(weights, device)
+        self.input_name = self.session.get_inputs()[0].name
+        self.confidence = confidence
+        self.nms = nms
+
+    def detect(self, image: np.ndarray) -> list[DetectedFace]:
+        inputs = (image.astype(np.float32) - BGR_MEAN).transpose(2, 0, 1)[None]
+        loc, conf, landmarks = self.session.run(None, {self.input_name: np.ascontiguousarray(inputs)})
+        return decode(torch.from_numpy(loc[0]), torch.from_numpy(conf[0, :, 1]), torch.from_numpy(landmarks[0]),
+                      image.shape[:2], self.confidence, self.nms)
 
 
 def _factory(name: str):
@@ -108,7 +136,18 @@ def _factory(name: str):
     return build
 
 
+def _build_bundled(context: ComponentContext) -> BundledRetinaFaceDetector:
+    return BundledRetinaFaceDetector(
+        context.resolve_weights(BUNDLED),
+        context.device,
+        float(context.options.get("detection_threshold") or DEFAULT_CONFIDENCE),
+        DEFAULT_NMS,
+    )
+
+
 @hookimpl
 def register_detectors(register):
     for name, (_, description) in _NETWORKS.items():
         register(name, _factory(name), description=description, weights=(name,))
+    register(BUNDLED, _build_bundled, weights=(BUNDLED,),
+             description="RetinaFace MobileNet-0.25 (ONNX) shipped with facefix: works offline")
