@@ -4,8 +4,9 @@ Files are paired by name stem. PSNR, SSIM and MS-SSIM (facefix.training.metrics,
 RGB, 8-bit) per pair and their means; with ``--masks DIR --parser NAME``, the mean IoU
 over the 19 CelebAMask-HQ classes of the chosen parser's reading of each restored
 face against the ground-truth mask. When a prediction's size differs from its ground
-truth's, the ground truth is resized to the prediction's (area interpolation), so
-networks trained at smaller sizes are scored at their own resolution.
+truth's, the larger of the two is shrunk to the other's size (area interpolation): a
+network trained at a smaller size is scored at its own resolution, and one that
+upsamples (passthrough's 1024 px crops) at the ground truth's.
 """
 
 from __future__ import annotations
@@ -46,12 +47,16 @@ def evaluate(predictions: Path, ground_truth: Path, parser: Any | None = None, m
     pairs, unmatched = _pairs(predictions, ground_truth)
     if not pairs:
         raise FacefixError(f"no file in {predictions} has a ground truth of the same name in {ground_truth}")
-    rows, confusion, resized = [], np.zeros((19, 19), np.int64), 0
+    rows, confusion, resized, shrunk = [], np.zeros((19, 19), np.int64), 0, 0
     for predicted_path, truth_path in tqdm(pairs, desc="eval", unit="img", disable=quiet, file=sys.stderr):
         predicted, truth = read_image(predicted_path).bgr8(), read_image(truth_path).bgr8()
-        if predicted.shape != truth.shape:
-            truth = cv2.resize(truth, (predicted.shape[1], predicted.shape[0]), interpolation=cv2.INTER_AREA)
-            resized += 1
+        if predicted.shape[:2] != truth.shape[:2]:
+            if predicted.shape[0] * predicted.shape[1] > truth.shape[0] * truth.shape[1]:
+                predicted = cv2.resize(predicted, (truth.shape[1], truth.shape[0]), interpolation=cv2.INTER_AREA)
+                shrunk += 1
+            else:
+                truth = cv2.resize(truth, (predicted.shape[1], predicted.shape[0]), interpolation=cv2.INTER_AREA)
+                resized += 1
         row = {"file": predicted_path.name, "psnr": psnr(predicted, truth), "ssim": ssim(predicted, truth)}
         row["ms_ssim"] = ms_ssim(predicted, truth) if min(predicted.shape[:2]) >= 16 else float("nan")
         if parser is not None and masks is not None:
@@ -69,7 +74,8 @@ def evaluate(predictions: Path, ground_truth: Path, parser: Any | None = None, m
     if "miou" in means:
         means["miou"] = mean_iou(confusion)  # over every pixel of the set, not a mean of per-image values
     return {"predictions": str(predictions), "ground_truth": str(ground_truth), "count": len(rows),
-            "mean": means, "images": rows, "unmatched": unmatched, "ground_truth_resized": resized}
+            "mean": means, "images": rows, "unmatched": unmatched, "ground_truth_resized": resized,
+            "predictions_resized": shrunk}
 
 
 @click.command(name="eval")
@@ -123,6 +129,8 @@ def eval_command(predictions: Path, ground_truth: Path, masks: Path | None, pars
         notes.append(f"{len(result['unmatched'])} file(s) without a ground truth skipped")
     if result["ground_truth_resized"]:
         notes.append(f"ground truth resized to the prediction's size for {result['ground_truth_resized']} file(s)")
+    if result["predictions_resized"]:
+        notes.append(f"prediction resized to the ground truth's size for {result['predictions_resized']} file(s)")
     if parser is not None:
         notes.append(f"mIoU by parser {parser_name}, over all pixels of the set")
     for note in notes:

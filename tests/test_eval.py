@@ -54,6 +54,22 @@ def test_json_scores_equal_the_metrics(pairs):
     assert report["mean"]["psnr"] == pytest.approx(np.mean([row["psnr"] for row in report["images"]]))
 
 
+def test_larger_predictions_are_scored_at_the_ground_truths_size(pairs, tmp_path):
+    """An upsampled prediction (passthrough works on 1024 px crops) is shrunk, not the truth enlarged."""
+    _, truth, _ = pairs
+    larger = tmp_path / "larger"
+    larger.mkdir()
+    for image in truth.iterdir():
+        face = read_image(image).bgr8()
+        cv2.imwrite(str(larger / f"{image.stem}.png"), cv2.resize(face, (1024, 1024), interpolation=cv2.INTER_CUBIC))
+    report = json.loads(invoke("eval", larger, truth, "--json").output)
+    assert report["predictions_resized"] == 4 and report["ground_truth_resized"] == 0
+    for row in report["images"]:
+        face = read_image(next(truth.glob(f"{row['file'].rsplit('.', 1)[0]}.*"))).bgr8()
+        back = cv2.resize(cv2.imread(str(larger / row["file"])), face.shape[1::-1], interpolation=cv2.INTER_AREA)
+        assert row["psnr"] == pytest.approx(psnr(back, face)) and row["psnr"] > 35
+
+
 def test_table_and_identical_images(pairs, tmp_path):
     _, truth, _ = pairs
     result = invoke("eval", truth, truth, "--per-image")
