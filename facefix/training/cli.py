@@ -38,7 +38,7 @@ def train_command(name: str, make_recipe: Callable[[], Any], recipe_options: lis
             settings["recipe"].update(from_file.pop("recipe", {}))
             settings.update(from_file)
         for key in ("data", "val", "masks", "size", "iters", "batch_size", "accumulate", "workers", "seed",
-                    "val_every", "checkpoint_every", "precision"):
+                    "val_every", "checkpoint_every", "precision", "max_grad_norm"):
             if values.get(key) is not None:
                 settings[key] = str(values[key]) if isinstance(values[key], Path) else values[key]
         if values["preset"] is not None:
@@ -81,6 +81,7 @@ def train_command(name: str, make_recipe: Callable[[], Any], recipe_options: lis
         click.option("--val-every", type=click.IntRange(min=0)),
         click.option("--checkpoint-every", type=click.IntRange(min=0)),
         click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"])),
+        click.option("--max-grad-norm", type=click.FloatRange(min=0), help="Clip gradient norms to this (0: off)."),
         click.option("--out", type=click.Path(file_okay=False, path_type=Path), help=f"Run folder (default runs/{name})."),
         click.option("--resume", is_flag=True, help="Continue from RUN_DIR/last.pth."),
         click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="auto", show_default=True),

@@ -58,6 +58,7 @@ class TrainConfig:
     checkpoint_every: int = 1000
     log_every: int = 10
     ema_decay: float = 0.999
+    max_grad_norm: float = 0.0  # clip each optimiser's gradient norm to this (0: no clipping)
     precision: str = "fp32"  # fp32 | bf16 | fp16
     degradation: dict[str, Any] = field(default_factory=dict)  # {"preset": NAME, overrides...}
     recipe: dict[str, Any] = field(default_factory=dict)  # network-specific options
@@ -137,6 +138,13 @@ class StepContext:
                 self.logs[key] = self.logs.get(key, 0.0) + float(value) / len(self.micro_batches)
         if engine.distributed:
             engine.average_gradients(optimizer)
+        if engine.config.max_grad_norm > 0:
+            # one bad batch (a rare extreme degradation) can't throw a network without
+            # normalisation layers off course; the norm is logged to see how often it bites
+            engine.scaler.unscale_(optimizer)
+            parameters = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+            norm = torch.nn.utils.clip_grad_norm_(parameters, engine.config.max_grad_norm)
+            self.logs[f"{name}_grad_norm"] = float(norm)
         engine.scaler.step(optimizer)
         engine.scaler.update()
 
