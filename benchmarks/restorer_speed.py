@@ -1,11 +1,12 @@
-"""Per-face speed of the GFP-GAN v1.4 architecture at 512 px (random weights).
+"""Per-face speed of a restorer network at 512 px.
 
-    python benchmarks/restorer_speed.py [--device cpu|cuda] [--repeats N] [--batches 1,4]
-        [--backends eager,compile,onnx] [--dtypes fp32,bf16]
+    python benchmarks/restorer_speed.py [--network gfpgan-v1.4|compact] [--device cpu|cuda]
+        [--repeats N] [--batches 1,4] [--backends eager,compile,onnx] [--dtypes fp32,bf16]
 
-Speed doesn't depend on the weight values, and the official file can't be downloaded
-here. Reports seconds per face, FLOPs per face (counted by PyTorch's FlopCounterMode)
-and achieved GFLOP/s for each backend × precision × batch size.
+GFP-GAN v1.4 runs with random weights (speed doesn't depend on their values, and the
+official file can't be downloaded here); ``compact`` runs the weights shipped in
+weights/. Reports seconds per face, FLOPs per face (counted by PyTorch's
+FlopCounterMode) and achieved GFLOP/s for each backend × precision × batch size.
 """
 
 from __future__ import annotations
@@ -24,8 +25,20 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from facefix.onnx import create_session, export_restorer
 from facefix.restorers import TorchRestorer
-from facefix_plugins.gfpgan import _ImageOnly
-from facefix_plugins.gfpgan.arch import official_gfpgan
+
+NETWORKS = ("gfpgan-v1.4", "compact")
+
+
+def build_network(name: str) -> torch.nn.Module:
+    if name == "compact":
+        from facefix.weights import bundled_dir, get_entry
+        from facefix_plugins.compact import load_compact
+
+        return load_compact(bundled_dir() / get_entry("compact-v1").filename)
+    from facefix_plugins.gfpgan import _ImageOnly
+    from facefix_plugins.gfpgan.arch import official_gfpgan
+
+    return _ImageOnly(official_gfpgan("clean"))
 
 
 def machine(device: str) -> str:
@@ -61,6 +74,7 @@ def flops_per_face(module: torch.nn.Module, device: str) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--network", choices=NETWORKS, default="gfpgan-v1.4")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batches", default="1,4")
@@ -75,10 +89,11 @@ def main() -> None:
         dtypes.remove("bf16")
 
     torch.manual_seed(0)
-    module = _ImageOnly(official_gfpgan("clean")).eval().to(device)
+    module = build_network(args.network).eval().to(device)
     flops = flops_per_face(module, device)
     print(f"machine: {machine(device)}")
-    print(f"GFP-GAN v1.4 architecture, 512 px: {flops / 1e9:.1f} GFLOP per face "
+    print(f"{args.network}, 512 px: {flops / 1e9:.1f} GFLOP per face, "
+          f"{sum(p.numel() for p in module.parameters()) / 1e6:.2f} M parameters "
           f"(multiply-adds counted as 2 FLOPs)\n")
     print(f"{'backend':<10} {'dtype':<6} {'batch':>5} {'s/face':>8} {'GFLOP/s':>8} {'vs eager fp32':>14}")
     results: dict[tuple[str, str, int], float] = {}
@@ -113,12 +128,12 @@ def main() -> None:
                 print(f"{'':<10} (first call with compilation: {compile_seconds:.0f} s)")
         if "onnx" in backends:
             with tempfile.TemporaryDirectory() as folder:
-                restorer = TorchRestorer(module.cpu(), input_size=512, output_size=512, name="gfpgan-v1.4-random")
-                path = export_restorer(restorer, Path(folder) / "gfpgan.onnx", dynamic_batch=True).path
+                restorer = TorchRestorer(module.cpu(), input_size=512, output_size=512, name=args.network)
+                path = export_restorer(restorer, Path(folder) / "network.onnx", dynamic_batch=True).path
                 module.to(device)
                 session, provider = create_session(path, device)
                 feed = {session.get_inputs()[0].name: x.cpu().numpy().astype(np.float32)}
-                report(f"onnx", "fp32", batch, time_call(lambda: session.run(None, feed), args.repeats))
+                report("onnx", "fp32", batch, time_call(lambda: session.run(None, feed), args.repeats))
                 print(f"{'':<10} (onnxruntime provider: {provider})")
                 del session
 

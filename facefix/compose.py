@@ -14,9 +14,11 @@ from facefix.weights import WeightsResolver, get_entry
 #: registered and has its weights on disk wins; failing that, the first registered
 #: (its weights are then downloaded). Names only: the core imports no plugin.
 DEFAULT_PREFERENCE = {
-    "detector": ("retinaface_resnet50", "retinaface_mobile0.25", "yunet"),
+    # the bundled RetinaFace ships inside facefix: the offline fallback when the facexlib files are absent
+    "detector": ("retinaface_resnet50", "retinaface_mobile0.25", "retinaface_bundled", "yunet"),
     "parser": ("parsenet", "bisenet"),
-    "restorer": ("gfpgan", "passthrough"),
+    # compact's weights ship inside facefix, so a fresh offline install still restores
+    "restorer": ("gfpgan", "compact", "passthrough"),
     "blender": ("soft",),
 }
 
@@ -101,9 +103,13 @@ def assemble(
                           options=options)
     }
     chosen = [f"restorer {restorer_spec.name}"]
+    first_choice = DEFAULT_PREFERENCE["restorer"][0]
     if restorer is None and restorer_spec.name == "passthrough" and not quiet:
         note("facefix: note: no restoring network has its weights on disk, so faces pass through "
              "unchanged; get one with `facefix weights download gfpgan-v1.4` or choose --restorer")
+    elif restorer is None and restorer_spec.name != first_choice and not quiet:
+        note(f"facefix: note: {first_choice}'s weights are not on disk, so {restorer_spec.name} restores; "
+             f"for {first_choice} run `facefix weights download gfpgan-v1.4` or pass --model-dir")
     if restorer_spec.name != "onnx":
         built["restorer"], how = apply_backend(built["restorer"], backend, precision, torch_device, onnx_path,
                                                default_cache_dir().parent / "onnx", warn=note)

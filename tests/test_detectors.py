@@ -69,6 +69,8 @@ def test_bundled_detector_needs_no_model_dir_and_matches_its_digest(tmp_path):
     path = resolver.resolve(entry)
     assert path.parent == bundled_dir()
     assert path.stat().st_size == entry.size and sha256_file(path) == entry.sha256
+    (tmp_path / entry.filename).write_bytes(path.read_bytes())  # a user's copy in --model-dir wins
+    assert resolver.resolve(entry) == tmp_path / entry.filename
 
 
 def test_missing_detector_weights_name_the_file_and_folder(tmp_path):

@@ -1,0 +1,82 @@
+"""Score restorers on one fixed degraded set, through the user-facing commands only.
+
+    python benchmarks/eval_restorers.py --faces ../shared/faces/val512/images --work runs/eval \\
+        [--preset gfpgan] [--seed 0] [--size 512] \\
+        --restorer passthrough --restorer compact \\
+        --restorer "gfpgan 128 px=gfpgan:runs/gfpgan_cpu128_phase2/final.pth"
+
+It runs ``facefix degrade`` once (``--save-hq`` keeps the exact targets), then for each
+``--restorer [LABEL=]NAME[:WEIGHTS]`` ``facefix restore --aligned`` and ``facefix eval
+--json``, and prints a Markdown table: mean PSNR (and its change from the degraded
+input), SSIM, MS-SSIM, and how many faces score above their degraded input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+
+def facefix(*args: str) -> str:
+    command = [sys.executable, "-m", "facefix", *args]
+    completed = subprocess.run(command, capture_output=True, text=True)
+    if completed.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed:\n{completed.stderr}")
+    return completed.stdout
+
+
+def parse_restorer(text: str) -> tuple[str, str, str | None]:
+    label, _, spec = text.rpartition("=")
+    name, _, weights = spec.partition(":")
+    return label or spec, name, weights or None
+
+
+def scores(predictions: Path, targets: Path) -> dict:
+    return json.loads(facefix("eval", str(predictions), str(targets), "--json", "--quiet"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--faces", type=Path, required=True)
+    parser.add_argument("--work", type=Path, required=True)
+    parser.add_argument("--preset", default="gfpgan")
+    parser.add_argument("--seed", default="0")
+    parser.add_argument("--size", default="512")
+    parser.add_argument("--restorer", action="append", default=[], help="[LABEL=]NAME[:WEIGHTS]; repeat")
+    args = parser.parse_args()
+
+    degraded, targets = args.work / "degraded", args.work / "targets"
+    if not degraded.exists():
+        facefix("degrade", str(args.faces), str(degraded), "--preset", args.preset, "--seed", args.seed,
+                "--size", args.size, "--save-hq", str(targets), "--quiet")
+    baseline = scores(degraded, targets)
+    before = {row["file"].rsplit(".", 1)[0]: row["psnr"] for row in baseline["images"]}
+    rows = [("degraded input", baseline, None)]
+    for text in args.restorer:
+        label, name, weights = parse_restorer(text)
+        out = args.work / label.replace(" ", "_").replace("/", "_")
+        command = ["restore", str(degraded), str(out), "--aligned", "--restorer", name, "--quiet"]
+        if weights:
+            command += ["--weights", weights]
+        facefix(*command)
+        result = scores(out, targets)
+        better = sum(row["psnr"] > before[row["file"].rsplit(".", 1)[0]] for row in result["images"])
+        rows.append((label, result, better))
+
+    base = baseline["mean"]["psnr"]
+    print(f"{baseline['count']} faces of {args.faces}, `facefix degrade --preset {args.preset} --seed {args.seed} "
+          f"--size {args.size}`\n")
+    print("| | mean PSNR | change | SSIM | MS-SSIM | faces above their input |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for label, result, better in rows:
+        mean = result["mean"]
+        change = "" if better is None else f"{mean['psnr'] - base:+.2f} dB"
+        count = "" if better is None else f"{better}/{result['count']}"
+        print(f"| {label} | {mean['psnr']:.2f} dB | {change} | {mean['ssim']:.4f} | {mean['ms_ssim']:.4f} | {count} |")
+
+
+if __name__ == "__main__":
+    main()

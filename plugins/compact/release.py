@@ -1,0 +1,50 @@
+"""Turn a trained compact checkpoint into the file that ships in weights/.
+
+    python -m facefix_plugins.compact.release runs/compact/final.pth weights/facefix_compact_v1.pth
+
+Keeps the EMA weights and the config, stores the weights in half precision (half the
+size; the loader widens them to float32, and the outputs move by under one 8-bit level),
+and prints the size and SHA-256 for ``weights/manifest.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import torch
+
+from facefix.image_io import atomic_temporary
+from facefix.weights import load_state_dict, sha256_file
+from facefix_plugins.compact import load_compact
+
+
+def release(source: Path, target: Path) -> tuple[int, str]:
+    load_compact(source)  # refuses anything that isn't a loadable compact checkpoint
+    checkpoint = load_state_dict(source)
+    shipped = {
+        "params_ema": {key: value.half() for key, value in checkpoint["params_ema"].items()},
+        "config": checkpoint["config"],
+    }
+    temporary = atomic_temporary(target)
+    try:
+        torch.save(shipped, temporary)
+        os.replace(temporary, target)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+    return target.stat().st_size, sha256_file(target)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("source", type=Path)
+    parser.add_argument("target", type=Path)
+    args = parser.parse_args()
+    size, digest = release(args.source, args.target)
+    print(f"{args.target}: {size} bytes, sha256 {digest}")
+
+
+if __name__ == "__main__":
+    main()
