@@ -11,8 +11,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from facefix import compose
+from facefix import compose, plugins
 from facefix.cli import cli
+from facefix.components import ComponentContext
 from facefix.errors import WeightsError
 from facefix.weights import WeightsResolver, bundled_dir, get_entry, sha256_file
 from facefix_plugins.compact import load_compact
@@ -140,12 +141,8 @@ def test_offline_default_restores_inside_faces_and_leaves_the_rest(tmp_path, mon
     assert result.exit_code == 0, result.stderr
     assert "restorer compact" in result.stderr and "detector retinaface_bundled" in result.stderr
     original, restored = cv2.imread(str(photo)), cv2.imread(str(tmp_path / "out" / "group.png"))
-    from facefix.weights import WeightsResolver as Resolver
-    from facefix import plugins
-    from facefix.components import ComponentContext
-
     detector = plugins.get_component("detector", "retinaface_bundled").build(
-        ComponentContext(resolve_weights=Resolver(allow_download=False).resolve))
+        ComponentContext(resolve_weights=WeightsResolver(allow_download=False).resolve))
     near = np.zeros(original.shape[:2], bool)
     far = np.ones(original.shape[:2], bool)
     for face in detector.detect(original):

@@ -16,16 +16,15 @@ from pathlib import Path
 import torch
 
 from facefix.image_io import atomic_temporary
-from facefix.weights import load_state_dict, sha256_file
+from facefix.weights import sha256_file
 from facefix_plugins.compact import load_compact
 
 
 def release(source: Path, target: Path) -> tuple[int, str]:
-    load_compact(source)  # refuses anything that isn't a loadable compact checkpoint
-    checkpoint = load_state_dict(source)
+    network = load_compact(source)  # refuses anything that isn't a loadable compact checkpoint
     shipped = {
-        "params_ema": {key: value.half() for key, value in checkpoint["params_ema"].items()},
-        "config": checkpoint["config"],
+        "params_ema": {key: value.half() for key, value in network.state_dict().items()},
+        "config": network.config(),
     }
     temporary = atomic_temporary(target)
     try:

@@ -66,14 +66,12 @@ class CompactRecipe:
         floor = float(self.options["final_lr_ratio"])
         return base * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
 
-    def _crop(self, batch: dict[str, torch.Tensor], iteration: int) -> tuple[torch.Tensor, torch.Tensor]:
-        lq, hq = batch["lq"], batch["hq"]
+    def _crop(self, lq: torch.Tensor, hq: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """The same random square of each LQ face and its target (one offset per face)."""
         crop = int(self.options["crop"])
         size = lq.shape[-1]
         if not crop or crop >= size:
             return lq, hq
-        # one offset per face, reproducible from the step (the engine seeds the data, not this)
-        generator = torch.Generator().manual_seed(iteration)
         offsets = torch.randint(0, size - crop + 1, (lq.shape[0], 2), generator=generator).tolist()
         lq_crops = torch.stack([face[:, y:y + crop, x:x + crop] for face, (y, x) in zip(lq, offsets)])
         hq_crops = torch.stack([face[:, y:y + crop, x:x + crop] for face, (y, x) in zip(hq, offsets)])
@@ -83,13 +81,14 @@ class CompactRecipe:
         generator = models["generator"]
         for group in step.engine.optimizers["generator"].param_groups:
             group["lr"] = self.learning_rate(step.iteration)
-        lq, hq = self._crop(batch, step.iteration)
+        # crops reproducible from the step (the engine seeds the data, not the crops)
+        crops = torch.Generator().manual_seed(step.iteration)
 
         def loss(micro):
-            pixel = l1_loss(generator(micro["lq"]), micro["hq"])
+            lq, hq = self._crop(micro["lq"], micro["hq"], crops)
+            pixel = l1_loss(generator(lq), hq)
             return pixel, {"l1": float(pixel.detach())}
 
-        step.micro_batches = _split_like(step.micro_batches, {"lq": lq, "hq": hq})
         step.update("generator", loss)
 
     def generate(self, generator, batch):
@@ -98,12 +97,3 @@ class CompactRecipe:
     def export(self, generator, config) -> dict[str, Any]:
         return {"params_ema": generator.state_dict(), "config": self.architecture()}
 
-
-def _split_like(micro_batches: list[dict[str, torch.Tensor]], tensors: dict[str, torch.Tensor]) -> list[dict[str, torch.Tensor]]:
-    """The cropped tensors cut into the same micro-batches as the engine's batch."""
-    result, start = [], 0
-    for micro in micro_batches:
-        count = next(iter(micro.values())).shape[0]
-        result.append({key: value[start:start + count] for key, value in tensors.items()})
-        start += count
-    return result
