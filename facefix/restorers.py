@@ -7,6 +7,8 @@ ONNX export (see :mod:`facefix.onnx`).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -28,6 +30,7 @@ class TorchRestorer:
         device: str = "cpu",
         dtype: torch.dtype = torch.float32,
         name: str = "",
+        weights: Path | None = None,
     ):
         self.module = module.eval().to(device)
         self.input_size = input_size
@@ -36,6 +39,7 @@ class TorchRestorer:
         self.device = device
         self.dtype = dtype
         self.name = name
+        self.weights = weights  # the file the module was loaded from, if any
 
     def forward(self, batch: torch.Tensor, parsing: torch.Tensor | None = None) -> torch.Tensor:
         """Normalised input → normalised output (override for extra inputs or outputs)."""
@@ -58,5 +62,9 @@ class TorchRestorer:
         return self.module
 
     def export_key(self) -> str:
-        """Identifies what an export of this restorer contains (for caching exports)."""
-        return self.name
+        """Identifies what an export of this restorer contains (for caching exports): the
+        name and, when loaded from a file, that file's path, size and modification time."""
+        if self.weights is None:
+            return self.name
+        stat = self.weights.stat()
+        return f"{self.name}:{self.weights.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"

@@ -46,12 +46,8 @@ def load_compact(path: Path) -> CompactUNet:
 
 class CompactRestorer(TorchRestorer):
     def __init__(self, network: CompactUNet, weights: Path, device: str):
-        super().__init__(network, input_size=FACE_SIZE, output_size=FACE_SIZE, device=device, name="compact")
-        self.weights = weights
-
-    def export_key(self) -> str:
-        stat = self.weights.stat()
-        return f"{self.name}:{self.weights.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+        super().__init__(network, input_size=FACE_SIZE, output_size=FACE_SIZE, device=device, name="compact",
+                         weights=weights)
 
 
 def _build(context: ComponentContext) -> CompactRestorer:

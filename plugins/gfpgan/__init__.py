@@ -124,14 +124,12 @@ class _ImageOnly(torch.nn.Module):
 class GFPGANRestorer(TorchRestorer):
     def __init__(self, network: torch.nn.Module, config: dict[str, Any], weights: Path, device: str, name: str):
         size = int(config["out_size"])
-        super().__init__(_ImageOnly(network), input_size=size, output_size=size, device=device, name=name)
+        super().__init__(_ImageOnly(network), input_size=size, output_size=size, device=device, name=name,
+                         weights=weights)
         self.config = config
-        self.weights = weights
 
     def export_key(self) -> str:
-        # the file's identity and the fidelity baked into the graph
-        stat = self.weights.stat()
-        return f"{self.name}:{self.weights.resolve()}:{stat.st_size}:{stat.st_mtime_ns}:{self.module.network.fidelity}"
+        return f"{super().export_key()}:{self.module.network.fidelity}"  # fidelity is baked into the graph
 
 
 def _factory(name: str, registry_name: str):

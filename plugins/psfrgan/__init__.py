@@ -215,9 +215,8 @@ class PSFRRestorer(TorchRestorer):
                  external_parsing: bool):
         size = int(generator.config["out_size"])
         module = ParseAndRestore(parser, generator) if parser is not None else generator
-        super().__init__(module, input_size=size, output_size=size, device=device, name="psfrgan")
+        super().__init__(module, input_size=size, output_size=size, device=device, name="psfrgan", weights=weights)
         self.generator = generator
-        self.weights = weights
         # True when another parser (--parser) supplies the maps: the pipeline passes them in.
         self.needs_parsing = external_parsing
 
@@ -230,10 +229,6 @@ class PSFRRestorer(TorchRestorer):
         if not isinstance(self.module, ParseAndRestore):
             raise WeightsError("this PSFR-GAN restorer has no parser of its own to export with the generator")
         return self.module
-
-    def export_key(self) -> str:
-        stat = self.weights.stat()
-        return f"{self.name}:{self.weights.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
 
 
 def build_restorer(context: ComponentContext) -> PSFRRestorer:
