@@ -8,8 +8,6 @@ renamed into place, so an interrupted run never leaves a half-written image.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +16,7 @@ import numpy as np
 from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 
+from facefix.atomic import write_bytes_atomic
 from facefix.errors import InputError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -194,34 +193,6 @@ def encode_image(pixels: np.ndarray, ext: str, jpeg_quality: int = 95) -> bytes:
     if not ok:
         raise ValueError(f"could not encode a {pixels.shape} {pixels.dtype} image as {ext}")
     return buffer.tobytes()
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_temporary(path: Path) -> str:
-    """A temporary file beside ``path`` with ordinary permissions (mkstemp makes it 0600)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(handle)
-    os.chmod(temporary, 0o666 & ~_umask())
-    return temporary
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, then rename over ``path``."""
-    temporary = atomic_temporary(path)
-    try:
-        with open(temporary, "wb") as stream:
-            stream.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
 
 
 def write_image(path: Path | str, pixels: np.ndarray, jpeg_quality: int = 95) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import sys
 import warnings
 from dataclasses import dataclass
@@ -19,9 +18,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from facefix.atomic import atomic_path
 from facefix.components import Normalization
 from facefix.errors import ComponentError
-from facefix.image_io import atomic_temporary
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "output"
@@ -97,31 +96,28 @@ def export_restorer(
     example = torch.from_numpy(restorer.normalization.to_network(sample[None]))
     with torch.inference_mode():
         reference = module(example).float().numpy()
-    temporary = atomic_temporary(path)
+    export_module = module.half() if fp16 else module
+    export_input = example.half() if fp16 else example
     try:
-        export_module = module.half() if fp16 else module
-        export_input = example.half() if fp16 else example
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # exporter chatter (legacy-exporter deprecation, tracer warnings)
-            torch.onnx.export(
-                export_module,
-                (export_input,),
-                temporary,
-                input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME],
-                opset_version=opset,
-                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None,
-                do_constant_folding=True,
-                dynamo=False,
-            )
-        onnx.checker.check_model(temporary, full_check=True)
-        session, provider = create_session(temporary, "cpu")
-        feed = example.numpy().astype(np.float16 if fp16 else np.float32)
-        output = session.run(None, {session.get_inputs()[0].name: feed})[0].astype(np.float32)
-        os.replace(temporary, path)
+        with atomic_path(path) as temporary:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # exporter chatter (legacy-exporter deprecation, tracer warnings)
+                torch.onnx.export(
+                    export_module,
+                    (export_input,),
+                    str(temporary),
+                    input_names=[INPUT_NAME],
+                    output_names=[OUTPUT_NAME],
+                    opset_version=opset,
+                    dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None,
+                    do_constant_folding=True,
+                    dynamo=False,
+                )
+            onnx.checker.check_model(str(temporary), full_check=True)
+            session, provider = create_session(temporary, "cpu")
+            feed = example.numpy().astype(np.float16 if fp16 else np.float32)
+            output = session.run(None, {session.get_inputs()[0].name: feed})[0].astype(np.float32)
     finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
         module.float()
     return ExportReport(path=path, max_abs_difference=float(np.abs(output - reference).max()), provider=provider,
                         opset=opset)

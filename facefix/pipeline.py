@@ -23,7 +23,8 @@ from facefix import alignment
 from facefix.blending import match_color
 from facefix.components import DetectedFace
 from facefix.errors import FacefixError, InputError
-from facefix.image_io import Image, encode_image, from_canvas, read_image, to_canvas, write_bytes_atomic
+from facefix.atomic import write_bytes_atomic
+from facefix.image_io import Image, encode_image, from_canvas, read_image, to_canvas
 
 #: Faces whose eyes are closer than this (pixels) can't be aligned meaningfully.
 MIN_EYE_DISTANCE = 5.0

@@ -43,8 +43,8 @@ import numpy as np
 from tqdm import tqdm
 
 from facefix import alignment
+from facefix.atomic import atomic_path
 from facefix.errors import FacefixError, InputError
-from facefix.image_io import atomic_temporary
 from facefix.pipeline import (
     MIN_EYE_DISTANCE,
     AlignedFace,
@@ -1015,51 +1015,48 @@ class VideoRestorer:
         self._lock = threading.Lock()
         self._error: BaseException | None = None
         self._writer: FrameWriter | None = None
-        temporary = Path(atomic_temporary(target))
         reader = FrameReader(self.ffmpeg, info, start, end)
         progress = tqdm(total=expected, desc="video", unit="frame", disable=self.options.quiet, file=sys.stderr,
                         dynamic_ncols=True)
         decoded, analysed, restored = (queue.Queue(maxsize=QUEUE_FRAMES) for _ in range(3))
         started = time.perf_counter()
         threads = []
-        finished = False
-        try:
-            threads = [
-                self._thread("decode", self._decode, reader, decoded),
-                self._thread("analyse", self._analyse, decoded, analysed),
-                self._thread("restore", self._restore, analysed, restored),
-                self._thread("encode", self._encode, restored, reader, info, source, temporary, target, container,
-                             progress),
-            ]
-            for thread in threads:
-                while thread.is_alive():  # join with a timeout, so Ctrl-C is seen at once
-                    thread.join(timeout=0.2)
+        # the cleanup below runs inside the block: the encoder is stopped before its
+        # temporary file is removed, so it can't recreate the file afterwards
+        with atomic_path(target) as temporary:
+            try:
+                threads = [
+                    self._thread("decode", self._decode, reader, decoded),
+                    self._thread("analyse", self._analyse, decoded, analysed),
+                    self._thread("restore", self._restore, analysed, restored),
+                    self._thread("encode", self._encode, restored, reader, info, source, temporary, target,
+                                 container, progress),
+                ]
+                for thread in threads:
+                    while thread.is_alive():  # join with a timeout, so Ctrl-C is seen at once
+                        thread.join(timeout=0.2)
+                        if self._stop.is_set():
+                            break
                     if self._stop.is_set():
                         break
+                if self._error is not None:
+                    raise self._error
                 if self._stop.is_set():
-                    break
-            if self._error is not None:
-                raise self._error
-            if self._stop.is_set():
-                raise _Stopped
-            self._verify(temporary, target)
-            os.replace(temporary, target)
-            finished = True
-        except BaseException as error:
-            self._stop.set()
-            reader.close()
-            if self._writer is not None:
-                self._writer.abort()
-            for thread in threads:
-                thread.join(timeout=10)
-            if isinstance(error, _Stopped) and self._error is not None:
-                raise self._error from None
-            raise
-        finally:
-            progress.close()
-            reader.close()
-            if not finished and temporary.exists():
-                temporary.unlink()
+                    raise _Stopped
+                self._verify(temporary, target)
+            except BaseException as error:
+                self._stop.set()
+                reader.close()
+                if self._writer is not None:
+                    self._writer.abort()
+                for thread in threads:
+                    thread.join(timeout=10)
+                if isinstance(error, _Stopped) and self._error is not None:
+                    raise self._error from None
+                raise
+            finally:
+                progress.close()
+                reader.close()
         self._summary.seconds = time.perf_counter() - started
         return self._summary
 

@@ -19,7 +19,6 @@ import os
 import pickle
 import re
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from facefix import plugins
+from facefix.atomic import atomic_path
 from facefix.components import KINDS
 from facefix.errors import WeightsError
 
@@ -302,69 +302,64 @@ class WeightsResolver:
         raise error
 
     def _download_one(self, entry: WeightsEntry, url: str, target: Path) -> None:
-        # The temp file sits in the cache dir so os.replace is an atomic rename: the
-        # cache never holds a partial or unverified file under the real name.
+        # The cache never holds a partial or unverified file under the real name: the
+        # download goes to a temporary beside it, renamed only once verified. Any failure,
+        # Ctrl-C included, leaves no temporary behind.
         try:
-            fd, temp_name = tempfile.mkstemp(dir=self.cache_dir, prefix=f".{entry.filename}.part-")
-        except OSError as error:
-            raise WeightsError(f"{self.cache_dir}: cannot write to the weights cache ({error.strerror or error})") from None
-        temp = Path(temp_name)
-        try:
-            digest = hashlib.sha256()
-            received = 0
-            request = urllib.request.Request(url, headers={"User-Agent": "facefix"})
-            with os.fdopen(fd, "wb") as out:
-                try:
-                    response = urllib.request.urlopen(request, timeout=self.timeout)
-                except urllib.error.HTTPError as error:
-                    error.close()
-                    raise _DownloadFailed(f"HTTP {error.code} {error.reason}") from None
-                except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as error:
-                    reason = getattr(error, "reason", error)
-                    raise _DownloadFailed(str(reason)) from None
-                with response:
-                    length = response.headers.get("Content-Length")
-                    expected_length = int(length) if length and length.isdigit() else entry.size
-                    from tqdm import tqdm  # imported here: only downloads need it
+            with atomic_path(target) as temp:
+                self._fetch(entry, url, temp)
+        except OSError as error:  # the cache folder is read-only or full (network errors are _DownloadFailed)
+            raise WeightsError(f"{target}: cannot write to the weights cache ({error.strerror or error})") from None
 
-                    with tqdm(
-                        total=expected_length,
-                        unit="B",
-                        unit_scale=True,
-                        unit_divisor=1024,
-                        desc=entry.filename,
-                        disable=not self.progress,
-                        file=sys.stderr,
-                    ) as bar:
-                        try:
-                            while chunk := response.read(CHUNK):
-                                out.write(chunk)
-                                digest.update(chunk)
-                                received += len(chunk)
-                                bar.update(len(chunk))
-                        except (OSError, http.client.HTTPException) as error:  # timeouts, dropped connections
-                            raise _DownloadFailed(f"{type(error).__name__}: {error}") from None
-                    if length and length.isdigit() and received != int(length):
-                        raise _DownloadFailed(f"truncated: got {received} of {length} bytes")
-            actual = digest.hexdigest()
-            if entry.sha256 is not None and actual != entry.sha256:
-                raise _DownloadFailed(f"sha256 mismatch: expected {entry.sha256}, got {actual} (file deleted)")
-            if entry.size is not None and received != entry.size:
-                raise _DownloadFailed(f"size mismatch: expected {entry.size} bytes, got {received} (file deleted)")
-            if entry.sha256 is None:
-                print(
-                    f"facefix: warning: {entry.filename} is unpinned: no published digest; "
-                    f"sha256 of the downloaded file is {actual}",
-                    file=sys.stderr,
-                )
+    def _fetch(self, entry: WeightsEntry, url: str, temp: Path) -> None:
+        """Stream ``url`` into ``temp`` and check its length and digest."""
+        digest = hashlib.sha256()
+        received = 0
+        request = urllib.request.Request(url, headers={"User-Agent": "facefix"})
+        with open(temp, "wb") as out:
             try:
-                os.replace(temp, target)
-            except OSError as error:
-                raise WeightsError(f"{target}: cannot move the download into place ({error.strerror or error})") from None
-        finally:
-            # Any failure, including Ctrl-C, leaves no .part file behind.
-            if temp.exists():
-                temp.unlink()
+                response = urllib.request.urlopen(request, timeout=self.timeout)
+            except urllib.error.HTTPError as error:
+                error.close()
+                raise _DownloadFailed(f"HTTP {error.code} {error.reason}") from None
+            except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as error:
+                reason = getattr(error, "reason", error)
+                raise _DownloadFailed(str(reason)) from None
+            with response:
+                length = response.headers.get("Content-Length")
+                expected_length = int(length) if length and length.isdigit() else entry.size
+                from tqdm import tqdm  # imported here: only downloads need it
+
+                with tqdm(
+                    total=expected_length,
+                    unit="B",
+                    unit_scale=True,
+                    unit_divisor=1024,
+                    desc=entry.filename,
+                    disable=not self.progress,
+                    file=sys.stderr,
+                ) as bar:
+                    try:
+                        while chunk := response.read(CHUNK):
+                            out.write(chunk)
+                            digest.update(chunk)
+                            received += len(chunk)
+                            bar.update(len(chunk))
+                    except (OSError, http.client.HTTPException) as error:  # timeouts, dropped connections
+                        raise _DownloadFailed(f"{type(error).__name__}: {error}") from None
+                if length and length.isdigit() and received != int(length):
+                    raise _DownloadFailed(f"truncated: got {received} of {length} bytes")
+        actual = digest.hexdigest()
+        if entry.sha256 is not None and actual != entry.sha256:
+            raise _DownloadFailed(f"sha256 mismatch: expected {entry.sha256}, got {actual} (file deleted)")
+        if entry.size is not None and received != entry.size:
+            raise _DownloadFailed(f"size mismatch: expected {entry.size} bytes, got {received} (file deleted)")
+        if entry.sha256 is None:
+            print(
+                f"facefix: warning: {entry.filename} is unpinned: no published digest; "
+                f"sha256 of the downloaded file is {actual}",
+                file=sys.stderr,
+            )
 
     def verify(self, name_or_entry: str | WeightsEntry) -> tuple[Path | None, str]:
         """(local path, verdict): ``ok``, ``mismatch (...)``, ``unpinned (...)``, ``not found``."""

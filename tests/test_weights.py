@@ -115,7 +115,7 @@ def _entry(name: str, filename: str, urls, data: bytes | None = None, **extra) -
 
 
 def _leftovers(directory: Path) -> list[str]:
-    return sorted(p.name for p in directory.glob(".*.part-*")) if directory.exists() else []
+    return sorted(p.name for p in directory.glob(".*.part")) if directory.exists() else []
 
 
 class _WeightsPlugin:
@@ -176,7 +176,7 @@ def test_download_verifies_digest_and_lands_atomically_in_cache(server, isolated
     assert len(renames) == 1
     src, dst, existed = renames[0]
     assert dst == path and not existed
-    assert src.parent == path.parent and src.name.startswith(".model.pth.part-")
+    assert src.parent == path.parent and src.name.startswith(".model.pth.") and src.name.endswith(".part")
     assert _leftovers(isolated_env) == []
     assert resolver.status(entry) == "available"
     assert resolver.verify(entry) == (path, "ok")

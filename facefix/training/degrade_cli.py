@@ -102,7 +102,8 @@ def degrade(source: Path, output: Path, preset: str, config_path: Path | None, s
     """
     from tqdm import tqdm
 
-    from facefix.image_io import find_images, read_image, write_bytes_atomic, write_image
+    from facefix.atomic import write_bytes_atomic
+    from facefix.image_io import find_images, read_image, write_image
 
     config = PRESETS[preset]
     if config_path is not None:

@@ -30,6 +30,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 from tqdm import tqdm
 
+from facefix.atomic import atomic_path
 from facefix.errors import FacefixError
 from facefix.image_io import write_image
 from facefix.training.data import FaceDataset, list_faces, split, to_image
@@ -259,16 +260,9 @@ class Trainer:
         }
 
     def save(self, name: str) -> Path:
-        from facefix.image_io import atomic_temporary
-
         path = self.out / name
-        temporary = atomic_temporary(path)
-        try:
+        with atomic_path(path) as temporary:
             torch.save(self.checkpoint_state(), temporary)
-            os.replace(temporary, path)
-        finally:
-            if os.path.exists(temporary):
-                os.unlink(temporary)
         return path
 
     def resume(self, path: Path) -> None:
@@ -417,11 +411,8 @@ class Trainer:
             self.save("last.pth")
             if config.val_every and self.validated_step != self.step:
                 self._report("final", self.validate())
-            from facefix.image_io import atomic_temporary
-
-            temporary = atomic_temporary(final)
-            torch.save(self.recipe.export(self.ema, config), temporary)
-            os.replace(temporary, final)
+            with atomic_path(final) as temporary:
+                torch.save(self.recipe.export(self.ema, config), temporary)
         if self.distributed:
             dist.barrier()
         return final

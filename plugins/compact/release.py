@@ -10,12 +10,11 @@ and prints the size and SHA-256 for ``weights/manifest.json``.
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 import torch
 
-from facefix.image_io import atomic_temporary
+from facefix.atomic import atomic_path
 from facefix.weights import sha256_file
 from facefix_plugins.compact import load_compact
 
@@ -26,13 +25,8 @@ def release(source: Path, target: Path) -> tuple[int, str]:
         "params_ema": {key: value.half() for key, value in network.state_dict().items()},
         "config": network.config(),
     }
-    temporary = atomic_temporary(target)
-    try:
+    with atomic_path(target) as temporary:
         torch.save(shipped, temporary)
-        os.replace(temporary, target)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
     return target.stat().st_size, sha256_file(target)
 
 

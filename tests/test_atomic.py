@@ -1,0 +1,70 @@
+"""The one atomic-write helper: a file appears whole, or the old one stays and nothing is left behind."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from facefix.atomic import atomic_path, write_bytes_atomic
+
+
+def _temporaries(folder):
+    return sorted(path.name for path in folder.iterdir() if path.name.endswith(".part"))
+
+
+def test_the_file_appears_only_when_the_block_ends(tmp_path):
+    target = tmp_path / "sub" / "file.bin"
+    with atomic_path(target) as temporary:
+        temporary.write_bytes(b"new")
+        assert not target.exists()  # nothing under the real name while writing
+        assert temporary.parent == target.parent and temporary.name.startswith(".file.bin.")
+    assert target.read_bytes() == b"new"
+    assert _temporaries(target.parent) == []
+
+
+@pytest.mark.parametrize("failure", [RuntimeError("disk full"), KeyboardInterrupt()])
+def test_a_failure_keeps_the_old_file_and_removes_the_temporary(tmp_path, failure):
+    target = tmp_path / "file.bin"
+    target.write_bytes(b"old")
+    with pytest.raises(type(failure)):
+        with atomic_path(target) as temporary:
+            temporary.write_bytes(b"half")
+            raise failure
+    assert target.read_bytes() == b"old"
+    assert _temporaries(tmp_path) == []
+
+
+def test_written_files_have_ordinary_permissions(tmp_path):
+    write_bytes_atomic(tmp_path / "a.txt", b"x")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_a_checkpoint_that_fails_to_save_leaves_the_last_good_one(tmp_path, monkeypatch):
+    """The trainer writes checkpoints through the helper: a failing save cleans up after itself."""
+    from facefix.training import trainer as trainer_module
+
+    class Engine:
+        out = tmp_path
+
+        def checkpoint_state(self):
+            return {"step": 1}
+
+    (tmp_path / "last.pth").write_bytes(b"good")
+
+    def failing_save(obj, path):
+        with open(path, "wb") as stream:
+            stream.write(b"partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(trainer_module.torch, "save", failing_save)
+    with pytest.raises(OSError):
+        trainer_module.Trainer.save(Engine(), "last.pth")
+    assert (tmp_path / "last.pth").read_bytes() == b"good"
+    assert _temporaries(tmp_path) == []
+    monkeypatch.undo()
+    assert trainer_module.Trainer.save(Engine(), "last.pth") == tmp_path / "last.pth"
+    assert torch.load(tmp_path / "last.pth", weights_only=True) == {"step": 1}
