@@ -23,7 +23,7 @@ import torch
 
 from facefix import compose
 from facefix.image_io import find_images
-from facefix.pipeline import Pipeline, PipelineOptions
+from facefix.pipeline import FaceOptions, Pipeline, PipelineOptions
 from facefix.weights import WeightsResolver
 
 STAGES = ("decode", "detect", "align", "parse", "restore", "blend", "encode")
@@ -68,7 +68,7 @@ def run(config: dict, files, model_dir: Path, device: str, out: Path):
     }
     pipeline = Pipeline(
         restorer=built["restorer"], blender=built["blender"], detector=built["detector"], parser=built.get("parser"),
-        options=PipelineOptions(upscale=1.0, quiet=True, batch_size=4), report=lambda message: None,
+        options=PipelineOptions(faces=FaceOptions(upscale=1.0, batch_size=4), quiet=True), report=lambda message: None,
     )
     pipeline.run(files[:1], out / "warmup")  # first-call costs (allocations, oneDNN kernels) out of the figures
     pipeline.summary = type(pipeline.summary)()

@@ -31,14 +31,15 @@ NETWORKS = ("gfpgan-v1.4", "compact")
 
 def build_network(name: str) -> torch.nn.Module:
     if name == "compact":
+        from facefix.networks import load_network
         from facefix.weights import bundled_dir, get_entry
-        from facefix_plugins.compact import load_compact
+        from facefix_plugins.compact import CARD
 
-        return load_compact(bundled_dir() / get_entry("compact-v1").filename)
-    from facefix_plugins.gfpgan import _ImageOnly
+        return load_network(CARD, bundled_dir() / get_entry("compact-v1").filename).module
     from facefix_plugins.gfpgan.arch import official_gfpgan
+    from facefix_plugins.gfpgan.network import ImageOnly
 
-    return _ImageOnly(official_gfpgan("clean"))
+    return ImageOnly(official_gfpgan("clean"))
 
 
 def machine(device: str) -> str:

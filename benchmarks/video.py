@@ -54,10 +54,10 @@ def machine() -> str:
 def build(restorer: str, weights: Path, device: str, weights_path: Path | None = None):
     from facefix import compose
 
-    built, chosen, _ = compose.assemble(detector="retinaface_mobile0.25", restorer=restorer, blender="soft",
-                                        device=device, model_dir=weights, weights_path=weights_path, quiet=True,
-                                        note=lambda message: None)
-    return built, chosen
+    selection = compose.ComponentSelection(detector="retinaface_mobile0.25", restorer=restorer, blender="soft",
+                                           device=device, model_dir=weights, weights=weights_path)
+    assembly = compose.assemble(selection, quiet=True, note=lambda message: None)
+    return assembly.components, assembly.chosen
 
 
 def aligned_faces(clip: Path, built: dict, count: int = 4):
@@ -66,7 +66,8 @@ def aligned_faces(clip: Path, built: dict, count: int = 4):
 
     from facefix import alignment
     from facefix.pipeline import detect
-    from facefix.video import FrameReader, find_ffmpeg, probe
+    from facefix.video.ffmpeg import find_ffmpeg, probe
+    from facefix.video.pipes import FrameReader
 
     ffmpeg = find_ffmpeg()
     reader = FrameReader(ffmpeg, probe(clip, ffmpeg))
@@ -104,9 +105,10 @@ def restorer_only_seconds(restorer, crops, faces: int, batch_size: int) -> float
 
 
 def timed_run(clip: Path, built: dict, out: Path, end: float | None = None, batch_size: int = 4) -> dict:
-    from facefix.video import VideoOptions, VideoRestorer
+    from facefix.pipeline import FaceOptions
+    from facefix.video.restorer import VideoOptions, VideoRestorer
 
-    options = VideoOptions(batch_size=batch_size, end=end, quiet=True)
+    options = VideoOptions(faces=FaceOptions(batch_size=batch_size), end=end, quiet=True)
     runner = VideoRestorer(restorer=built["restorer"], detector=built["detector"], blender=built["blender"],
                            options=options)
     summary = runner.run(clip, out)
@@ -122,7 +124,8 @@ def fidelity(source: Path, output: Path) -> dict:
     """What the issue checks: frames, fps, duration and audio kept, PSNR of every frame."""
     import numpy as np
 
-    from facefix.video import FrameReader, find_ffmpeg, probe
+    from facefix.video.ffmpeg import find_ffmpeg, probe
+    from facefix.video.pipes import FrameReader
 
     ffmpeg = find_ffmpeg()
     before, after = probe(source, ffmpeg), probe(output, ffmpeg)
@@ -180,19 +183,19 @@ def memory_child(clip: Path, out: Path, weights: Path, device: str) -> None:
     for children would include the Python memory they were forked from)."""
     import threading
 
-    import facefix.video as video_module
+    from facefix.video import pipes
     from facefix.cli import cli
 
     processes = []
     peaks: dict[int, int] = {}
-    spawn = video_module._popen
+    spawn = pipes.start_ffmpeg
 
     def recording_popen(args, **kwargs):
         process = spawn(args, **kwargs)
         processes.append(process)
         return process
 
-    video_module._popen = recording_popen
+    pipes.start_ffmpeg = recording_popen
     done = threading.Event()
 
     def sample() -> None:
@@ -215,7 +218,7 @@ def memory_child(clip: Path, out: Path, weights: Path, device: str) -> None:
 
 
 def measure_memory(clip: Path, weights: Path, device: str, folder: Path) -> None:
-    from facefix.video import find_ffmpeg, probe
+    from facefix.video.ffmpeg import find_ffmpeg, probe
 
     ffmpeg = find_ffmpeg()
     listing = folder / "concat.txt"

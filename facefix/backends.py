@@ -32,10 +32,17 @@ def apply_backend(
     warn=print,
 ) -> tuple[Any, str]:
     """The restorer to run, and a few words saying how it runs."""
-    from facefix.onnx import onnx_backend
+    from facefix.onnx import OnnxRestorer, onnx_backend
 
+    if isinstance(restorer, OnnxRestorer):  # already an onnxruntime session (the onnx restorer)
+        return restorer, f"onnxruntime {restorer.provider}"
+    supported = getattr(restorer, "precisions", tuple(PRECISIONS))
+    if precision not in supported:
+        raise FacefixError(f"--precision {precision}: {getattr(restorer, 'name', '') or 'this restorer'} runs in "
+                           f"{', '.join(supported)}")
     # a restorer fed by another parser (--parser) has a second input an export can't carry
-    exportable = hasattr(restorer, "export_module") and not getattr(restorer, "needs_parsing", False)
+    exportable = (getattr(restorer, "exportable", True) and hasattr(restorer, "export_module")
+                  and not getattr(restorer, "needs_parsing", False))
     if backend == "auto":
         backend = "onnx" if device == "cpu" and exportable and precision == "fp32" else "torch"
         if backend == "onnx":

@@ -8,13 +8,18 @@ needs it, so listing plugins never loads weights or downloads anything.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol, runtime_checkable
+from typing import Any, Callable, Mapping, Protocol, runtime_checkable
 
 import numpy as np
 
 KINDS = ("detector", "parser", "restorer", "blender")
+#: Kinds a weights entry's ``component`` may name: the pipeline's, plus ``loss`` for
+#: training-only networks (VGG for perceptual losses, ArcFace for the identity loss).
+COMPONENT_KINDS = (*KINDS, "loss")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 #: CelebAMask-HQ's 19 parsing classes; every parser returns labels in this order.
 CELEBAMASK_CLASSES = (
@@ -122,23 +127,34 @@ class Blender(Protocol):
         """
 
 
-@dataclass
+@dataclass(frozen=True)
 class ComponentContext:
-    """What a component factory gets to build its component."""
+    """What a component factory gets to build its component: typed, one field per choice."""
 
     device: str = "cpu"
     #: Resolves a weights registry name to a local file (downloads when allowed).
     resolve_weights: Callable[[str], Path] = field(default=lambda name: Path(name))
-    #: ``--weights PATH`` given for this component, if any.
+    #: ``--weights PATH`` (or ``--parser-weights``) given for this component, if any.
     weights_path: Path | None = None
-    #: Free-form options from the CLI (e.g. ``fidelity``, ``detection_threshold``).
-    options: dict[str, Any] = field(default_factory=dict)
+    #: ``--fidelity``: restorers that support it trade restoration for faithfulness.
+    fidelity: float | None = None
+    #: ``--detection-threshold``; None: the detector's own default.
+    detection_threshold: float | None = None
+    #: ``--onnx FILE``: the model of the ``onnx`` restorer.
+    onnx_path: Path | None = None
+    #: The parser chosen on the command line, if any: a restorer that parses its own
+    #: inputs (PSFR-GAN) takes that parser's maps instead.
+    parser: str | None = None
 
     def weights(self, name: str) -> Path:
         """The file to load: the explicit ``--weights`` path if given, else the registry's."""
         if self.weights_path is not None:
             return self.weights_path
         return self.resolve_weights(name)
+
+    def threshold(self, default: float) -> float:
+        """The detection threshold asked for, else ``default`` (0 is a threshold like any other)."""
+        return default if self.detection_threshold is None else float(self.detection_threshold)
 
 
 @dataclass(frozen=True)
@@ -151,6 +167,85 @@ class ComponentSpec:
     description: str = ""
     weights: tuple[str, ...] = ()  # weights registry names the factory resolves
     plugin: str = ""  # filled in by the plugin manager
+    #: Place in the default choice when none is named: lower first; None only when named.
+    rank: int | None = None
+    aliases: tuple[str, ...] = ()  # more names it answers to
+    card: Any = None  # the facefix.cards.NetworkCard it was generated from, if any
+    tag: str | None = None  # the card's weights variant
 
     def build(self, context: ComponentContext) -> Any:
         return self.factory(context)
+
+
+@dataclass(frozen=True)
+class WeightsEntry:
+    """One weights file the registry knows about."""
+
+    name: str  # registry key, e.g. "retinaface_resnet50"
+    filename: str  # file name in --model-dir and in the cache
+    urls: tuple[str, ...] = ()
+    sha256: str | None = None  # None: unpinned (no published digest)
+    size: int | None = None  # bytes, None when unknown
+    license: str = ""
+    component: str = ""  # "kind:name", e.g. "detector:retinaface_resnet50"
+    description: str = ""
+    alternate_filenames: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        # Lists from JSON or plugins become tuples so entries stay hashable and frozen.
+        object.__setattr__(self, "urls", tuple(self.urls))
+        object.__setattr__(self, "alternate_filenames", tuple(self.alternate_filenames))
+        if not self.name:
+            raise ValueError("weights entry without a name")
+        for filename in (self.filename, *self.alternate_filenames):
+            # A file name is joined to the cache dir and written to: no path parts allowed.
+            if not filename or filename in (".", "..") or "/" in filename or "\\" in filename:
+                raise ValueError(f"weights {self.name!r}: bad file name {filename!r}")
+        if self.sha256 is not None:
+            digest = self.sha256.lower()
+            if not _SHA256.match(digest):
+                raise ValueError(f"weights {self.name!r}: sha256 must be 64 hex digits, got {self.sha256!r}")
+            object.__setattr__(self, "sha256", digest)
+        if self.size is not None and (not isinstance(self.size, int) or self.size < 0):
+            raise ValueError(f"weights {self.name!r}: bad size {self.size!r}")
+        if self.component:
+            kind, _, component_name = self.component.partition(":")
+            if kind not in COMPONENT_KINDS or not component_name:
+                raise ValueError(
+                    f"weights {self.name!r}: component must be 'kind:name' with kind one of "
+                    f"{', '.join(COMPONENT_KINDS)}; got {self.component!r}"
+                )
+
+    @property
+    def pinned(self) -> bool:
+        """True when a download can be checked against a published digest."""
+        return self.sha256 is not None
+
+    @property
+    def filenames(self) -> tuple[str, ...]:
+        """The main file name first, then the alternates accepted when found locally."""
+        return (self.filename, *self.alternate_filenames)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> WeightsEntry:
+        known = {
+            "name", "filename", "urls", "sha256", "size", "license", "component",
+            "description", "alternate_filenames",
+        }  # fmt: skip
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"weights entry {data.get('name')!r}: unknown fields {', '.join(sorted(unknown))}")
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "filename": self.filename,
+            "urls": list(self.urls),
+            "sha256": self.sha256,
+            "size": self.size,
+            "license": self.license,
+            "component": self.component,
+            "description": self.description,
+            "alternate_filenames": list(self.alternate_filenames),
+        }

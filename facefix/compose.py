@@ -1,7 +1,16 @@
-"""Choosing and building the components of one invocation."""
+"""Choosing and building the components of one invocation.
+
+The command line gives a :class:`ComponentSelection` (built once, shared by
+``restore``, ``video`` and ``eval``); :func:`assemble` turns it into working
+components. Where a kind isn't named, the registered component with the best
+``rank`` whose weights are on disk is chosen, else the best-ranked one (its weights are
+then downloaded). ``--weights FILE`` without ``--restorer`` picks the network card that
+recognises the file. The core names no plugin: ranks and cards come from the plugins.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -10,17 +19,44 @@ from facefix.components import ComponentContext, ComponentSpec
 from facefix.errors import ComponentError, FacefixError
 from facefix.weights import WeightsResolver, get_entry
 
-#: When a kind isn't chosen on the command line, the first of these that is
-#: registered and has its weights on disk wins; failing that, the first registered
-#: (its weights are then downloaded). Names only: the core imports no plugin.
-DEFAULT_PREFERENCE = {
-    # the bundled RetinaFace ships inside facefix: the offline fallback when the facexlib files are absent
-    "detector": ("retinaface_resnet50", "retinaface_mobile0.25", "retinaface_bundled", "yunet"),
-    "parser": ("parsenet", "bisenet"),
-    # compact's weights ship inside facefix, so a fresh offline install still restores
-    "restorer": ("gfpgan", "compact", "passthrough"),
-    "blender": ("soft",),
-}
+
+@dataclass(frozen=True)
+class ComponentSelection:
+    """Which components run and how: one object from the command line to the factories."""
+
+    detector: str | None = None
+    parser: str | None = None  # "none" forbids a parser
+    restorer: str | None = None
+    blender: str | None = None
+    weights: Path | None = None  # the restorer's weights file
+    parser_weights: Path | None = None
+    model_dir: Path | None = None
+    device: str = "auto"
+    backend: str = "auto"
+    precision: str = "fp32"
+    onnx: Path | None = None
+    fidelity: float | None = None
+    detection_threshold: float | None = None
+
+    @property
+    def chosen_parser(self) -> str | None:
+        """The parser named on the command line (None for none named, or ``none``)."""
+        return None if self.parser in (None, "none") else self.parser
+
+
+@dataclass
+class Assembly:
+    """The built components of a run, by kind, and what the user is told about them."""
+
+    components: dict[str, Any]
+    chosen: list[str]
+    device: str
+
+    def get(self, kind: str) -> Any:
+        return self.components.get(kind)
+
+    def describe(self) -> str:
+        return f"facefix: {', '.join(self.chosen)} on {self.device}"
 
 
 def weights_available(spec: ComponentSpec, resolver: WeightsResolver) -> bool:
@@ -35,13 +71,18 @@ def weights_available(spec: ComponentSpec, resolver: WeightsResolver) -> bool:
     return True
 
 
+def ranked(kind: str) -> list[ComponentSpec]:
+    """Every registered component of ``kind``: ranked ones by rank, then the rest by name."""
+    registered = plugins.components(kind).values()
+    order = sorted(registered, key=lambda spec: (spec.rank is None, spec.rank or 0, spec.name))
+    return order
+
+
 def choose(kind: str, name: str | None, resolver: WeightsResolver) -> ComponentSpec:
     """The spec for ``name``, or the default for ``kind`` when ``name`` is None."""
     if name is not None:
         return plugins.get_component(kind, name)
-    registered = plugins.components(kind)
-    preferred = [registered[n] for n in DEFAULT_PREFERENCE.get(kind, ()) if n in registered]
-    ordered = preferred + [spec for n, spec in sorted(registered.items()) if spec not in preferred]
+    ordered = ranked(kind)
     if not ordered:
         raise ComponentError(f"no {kind} is registered: install a plugin that provides one")
     for spec in ordered:
@@ -50,87 +91,104 @@ def choose(kind: str, name: str | None, resolver: WeightsResolver) -> ComponentS
     return ordered[0]
 
 
-def build(spec: ComponentSpec, *, device: str, resolver: WeightsResolver, weights_path: Path | None = None,
-          options: dict[str, Any] | None = None) -> Any:
+def detect_restorer(path: Path) -> ComponentSpec:
+    """The restorer of the network card that recognises the weights file ``path``.
+
+    Only key names are read (the file is memory-mapped), so detection costs next to
+    nothing before the chosen network loads the file for real.
+    """
+    from facefix.checkpoints import read_checkpoint
+    from facefix.networks import recognises
+
+    checkpoint = read_checkpoint(path, mmap=True)
+    # one candidate per card: its default variant (the file decides the architecture)
+    restorers = [spec for spec in plugins.components("restorer").values()
+                 if spec.card is not None and (spec.tag is None or spec.tag == spec.card.default_variant.tag)]
+    matches = [spec for spec in restorers if recognises(spec.card, checkpoint)]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        names = ", ".join(sorted(spec.name for spec in matches))
+        raise FacefixError(f"{path}: recognised by several restorers ({names}): choose one with --restorer")
+    others = [card for card in plugins.cards() if card.kind != "restorer" and recognises(card, checkpoint)]
+    hint = (f"; it holds a {others[0].kind} ({others[0].name}): use it with --{others[0].kind} {others[0].name} "
+            f"--{others[0].kind}-weights" if others else "; name its network with --restorer")
+    raise FacefixError(f"{path}: no registered restorer recognises these weights{hint}")
+
+
+def build(spec: ComponentSpec, *, device: str, resolver: WeightsResolver,
+          selection: ComponentSelection = ComponentSelection(), weights_path: Path | None = None) -> Any:
+    """Build one component, its context filled from the selection."""
     context = ComponentContext(
         device=device,
         resolve_weights=resolver.resolve,
         weights_path=weights_path,
-        options=dict(options or {}),
+        fidelity=selection.fidelity,
+        detection_threshold=selection.detection_threshold,
+        onnx_path=selection.onnx,
+        parser=selection.chosen_parser,
     )
     return spec.build(context)
 
 
-def assemble(
-    *,
-    detector: str | None = None,
-    parser: str | None = None,
-    restorer: str | None = None,
-    blender: str | None = None,
-    aligned: bool = False,
-    device: str = "auto",
-    model_dir: Path | None = None,
-    weights_path: Path | None = None,
-    parser_weights_path: Path | None = None,
-    fidelity: float | None = None,
-    backend: str = "auto",
-    precision: str = "fp32",
-    onnx_path: Path | None = None,
-    detection_threshold: float | None = None,
-    quiet: bool = False,
-    note: Callable[[str], None] = print,
-) -> tuple[dict[str, Any], list[str], str]:
-    """Choose and build the components of a restore (or video) run from command-line choices.
+def _default_note(spec: ComponentSpec) -> str | None:
+    """What to tell the user when the default restorer isn't the first choice."""
+    first = ranked("restorer")[0]
+    if spec is first:
+        return None
+    get = f"`facefix weights download {first.weights[0]}`" if first.weights else f"--restorer {first.name}"
+    if not spec.weights:  # not a network: nothing with weights on disk could restore
+        return (f"facefix: note: no restoring network has its weights on disk, so {spec.name} runs "
+                f"({spec.description}); get one with {get} or choose --restorer")
+    return (f"facefix: note: {first.name}'s weights are not on disk, so {spec.name} restores; "
+            f"for {first.name} run {get} or pass --model-dir")
 
-    Returns the built components by kind (``restorer`` always; ``detector`` and ``blender``
-    unless ``aligned``; ``parser`` when chosen or needed), a description of each for the
-    user, and the torch device. ``parser="none"`` forbids a parser. Raises FacefixError.
+
+def assemble(selection: ComponentSelection, *, aligned: bool = False, quiet: bool = False,
+             note: Callable[[str], None] = print) -> Assembly:
+    """Choose and build the components of a restore (or video) run.
+
+    The result holds ``restorer`` always; ``detector`` and ``blender`` unless
+    ``aligned``; ``parser`` when chosen or needed. Raises FacefixError.
     """
     from facefix.backends import apply_backend
     from facefix.inference import select_device
     from facefix.weights import default_cache_dir
 
-    if parser_weights_path is not None and parser in (None, "none"):
+    if selection.parser_weights is not None and selection.chosen_parser is None:
         raise FacefixError("--parser-weights needs --parser NAME (the parser those weights belong to)")
-    # "parser": a restorer with its own parser (PSFR-GAN) uses the one chosen on the command line instead
-    options = {"detection_threshold": detection_threshold, "fidelity": fidelity, "onnx": onnx_path,
-               "parser": parser if parser != "none" else None}
-    torch_device = select_device(device)
-    resolver = WeightsResolver(model_dir=model_dir, progress=not quiet)
-    restorer_spec = choose("restorer", restorer, resolver)
-    built: dict[str, Any] = {
-        "restorer": build(restorer_spec, device=torch_device, resolver=resolver, weights_path=weights_path,
-                          options=options)
-    }
-    chosen = [f"restorer {restorer_spec.name}"]
-    first_choice = DEFAULT_PREFERENCE["restorer"][0]
-    if restorer is None and restorer_spec.name == "passthrough" and not quiet:
-        note("facefix: note: no restoring network has its weights on disk, so faces pass through "
-             "unchanged; get one with `facefix weights download gfpgan-v1.4` or choose --restorer")
-    elif restorer is None and restorer_spec.name != first_choice and not quiet:
-        note(f"facefix: note: {first_choice}'s weights are not on disk, so {restorer_spec.name} restores; "
-             f"for {first_choice} run `facefix weights download gfpgan-v1.4` or pass --model-dir")
-    if restorer_spec.name != "onnx":
-        built["restorer"], how = apply_backend(built["restorer"], backend, precision, torch_device, onnx_path,
-                                               default_cache_dir().parent / "onnx", warn=note)
-        if how:
-            chosen[0] += f" ({how})"
-    elif hasattr(built["restorer"], "provider"):
-        chosen[0] += f" (onnxruntime {built['restorer'].provider})"
+    torch_device = select_device(selection.device)
+    resolver = WeightsResolver(model_dir=selection.model_dir, progress=not quiet)
+    if selection.restorer is None and selection.weights is not None:
+        restorer_spec = detect_restorer(selection.weights)
+        detected = f" [detected from {selection.weights.name}]"
+    else:
+        restorer_spec = choose("restorer", selection.restorer, resolver)
+        detected = ""
+        if selection.restorer is None and not quiet:
+            message = _default_note(restorer_spec)
+            if message:
+                note(message)
+    restorer = build(restorer_spec, device=torch_device, resolver=resolver, selection=selection,
+                     weights_path=selection.weights)
+    restorer, how = apply_backend(restorer, selection.backend, selection.precision, torch_device, selection.onnx,
+                                  default_cache_dir().parent / "onnx", warn=note)
+    built: dict[str, Any] = {"restorer": restorer}
+    chosen = [f"restorer {restorer_spec.name}{detected}" + (f" ({how})" if how else "")]
     if not aligned:
-        for kind, name in (("detector", detector), ("blender", blender)):
+        for kind, name in (("detector", selection.detector), ("blender", selection.blender)):
             spec = choose(kind, name, resolver)
-            built[kind] = build(spec, device=torch_device, resolver=resolver, options=options)
+            built[kind] = build(spec, device=torch_device, resolver=resolver, selection=selection)
             chosen.append(f"{kind} {spec.name}")
     needs_parsing = getattr(built["restorer"], "needs_parsing", False) or (
         not aligned and getattr(built.get("blender"), "needs_parsing", False)
     )
-    if parser == "none":
+    if selection.parser == "none":
         if needs_parsing:
             raise FacefixError("--parser none, but the chosen restorer or blender needs parsing maps")
-    elif parser is not None or needs_parsing:
-        spec = choose("parser", parser, resolver)
-        built["parser"] = build(spec, device=torch_device, resolver=resolver, weights_path=parser_weights_path,
-                                options=options)
+    elif selection.parser is not None or needs_parsing:
+        spec = choose("parser", selection.parser, resolver)
+        built["parser"] = build(spec, device=torch_device, resolver=resolver, selection=selection,
+                                weights_path=selection.parser_weights)
         chosen.append(f"parser {spec.name}")
-    return built, chosen, torch_device
+    return Assembly(built, chosen, torch_device)

@@ -1,11 +1,17 @@
 """The hooks a facefix plugin can implement.
 
-Each ``register_*`` hook receives a ``register`` callable; call it once per component::
+A trained network is declared once, as a network card::
 
-    register(name, factory, description="...", weights=("registry-name",))
+    register(NetworkCard(...))      # in register_networks
 
-``factory(context: ComponentContext)`` builds the component when a pipeline needs it.
-See docs/plugins.md for a complete plugin.
+and facefix generates its components, weights entries and train/export commands.
+Components that aren't trained networks (detectors built on other libraries,
+blenders, ...) use the ``register_*`` component hooks; call ``register`` once each::
+
+    register(name, factory, description="...", weights=("registry-name",), rank=None)
+
+``factory(context: ComponentContext)`` builds the component when a pipeline needs it;
+``rank`` places it in the default choice (lower first). See docs/plugins.md.
 """
 
 from __future__ import annotations
@@ -14,6 +20,11 @@ import pluggy
 
 hookspec = pluggy.HookspecMarker("facefix")
 hookimpl = pluggy.HookimplMarker("facefix")
+
+
+@hookspec
+def register_networks(register):
+    """Register network cards: ``register(facefix.NetworkCard(...))`` for each trained network."""
 
 
 @hookspec

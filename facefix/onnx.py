@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from facefix.atomic import atomic_path
 from facefix.components import Normalization
@@ -40,12 +39,18 @@ def _quiet_onnxruntime():
         onnxruntime.set_default_logger_severity(2)
 
 
+def _cuda_available() -> bool:
+    import torch  # only to ask; running an ONNX model needs no torch
+
+    return torch.cuda.is_available()
+
+
 def create_session(path: Path | str, device: str = "auto") -> tuple[Any, str]:
     """An inference session and the name of the execution provider it really runs on."""
     import onnxruntime
 
     available = onnxruntime.get_available_providers()
-    want_gpu = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    want_gpu = device.startswith("cuda") or (device == "auto" and _cuda_available())
     providers = ["CPUExecutionProvider"]
     if want_gpu and "CUDAExecutionProvider" in available:
         providers.insert(0, "CUDAExecutionProvider")
@@ -87,6 +92,7 @@ def export_restorer(
     written atomically.
     """
     import onnx
+    import torch
 
     path = Path(path)
     module = restorer.export_module().eval().cpu().float()
@@ -208,50 +214,3 @@ def onnx_backend(restorer: Any, device: str, onnx_path: Path | None, cache_dir: 
             f"but the restorer expects {restorer.input_size}→{restorer.output_size}"
         )
     return runner
-
-
-def export_command(network: str, variants: dict[str, str], default_variant: str):
-    """A ``facefix export NETWORK`` click command for a plugin to add to the ``export`` group.
-
-    ``variants`` maps ``--variant`` values to registered restorer names.
-    """
-    import click
-
-    @click.command(name=network, help=f"Export the {network} restorer to ONNX, check it and compare with PyTorch.")
-    @click.option("--variant", type=click.Choice(sorted(variants)), default=default_variant, show_default=True)
-    @click.option("--weights", "weights_path", type=click.Path(dir_okay=False, exists=True, path_type=Path),
-                  help="Weights file (default: the variant's registered checkpoint).")
-    @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
-    @click.option("--opset", type=click.IntRange(11, 23), default=DEFAULT_OPSET, show_default=True)
-    @click.option("--dynamic-batch", is_flag=True, help="Let the batch size vary at run time.")
-    @click.option("--fp16", is_flag=True, help="Half-precision weights and I/O (for GPUs).")
-    @click.option("--fidelity", type=click.FloatRange(0, 1), default=None, help="Baked into the exported graph.")
-    @click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path), envvar="FACEFIX_MODEL_DIR")
-    @click.option("--sample", type=click.Path(dir_okay=False, exists=True, path_type=Path),
-                  help="Aligned face image to compare PyTorch and onnxruntime on.")
-    def command(variant, weights_path, output, opset, dynamic_batch, fp16, fidelity, model_dir, sample):
-        import cv2
-
-        from facefix import compose
-        from facefix.errors import FacefixError
-        from facefix.image_io import read_image
-        from facefix.weights import WeightsResolver
-
-        try:
-            resolver = WeightsResolver(model_dir=model_dir)
-            spec = compose.choose("restorer", variants[variant], resolver)
-            restorer = compose.build(spec, device="cpu", resolver=resolver, weights_path=weights_path,
-                                     options={"fidelity": fidelity})
-            face = None
-            if sample is not None:
-                face = cv2.resize(read_image(sample).bgr8(), (restorer.input_size, restorer.input_size),
-                                  interpolation=cv2.INTER_AREA)
-            report = export_restorer(restorer, output, opset=opset, dynamic_batch=dynamic_batch, fp16=fp16,
-                                     sample=face)
-        except FacefixError as error:
-            click.echo(f"Error: {error}", err=True)
-            raise SystemExit(1) from None
-        click.echo(f"exported {spec.name} to {report.path} (opset {report.opset}); ONNX checker passed; "
-                   f"max |onnxruntime - torch| = {report.max_abs_difference:.2e} on a {restorer.input_size}px face")
-
-    return command

@@ -36,18 +36,25 @@ DEFAULT_JPEG_QUALITY = 95
 
 
 @dataclass
-class PipelineOptions:
+class FaceOptions:
+    """Which faces are restored and how they go back: what ``restore`` and ``video`` share."""
+
     upscale: float = 1.0
-    aligned: bool = False
+    batch_size: int = 4
     only_center_face: bool = False
     largest_face: bool = False
     min_face_size: float = 0.0
+    color_match: bool = False
+
+
+@dataclass
+class PipelineOptions:
+    faces: FaceOptions = field(default_factory=FaceOptions)
+    aligned: bool = False
     save_faces: bool = False
     ext: str | None = None
     suffix: str = ""
     skip_existing: bool = False
-    batch_size: int = 4
-    color_match: bool = False
     max_pixels: int = 150_000_000
     jpeg_quality: int | None = None  # None: the input's own quality, at least DEFAULT_JPEG_QUALITY
     quiet: bool = False
@@ -98,7 +105,7 @@ class _Job:
         return self.error is not None or all(face.restored is not None for face in self.faces)
 
 
-def select_faces(faces: list[DetectedFace], image_shape: tuple[int, ...], options: PipelineOptions) -> list[DetectedFace]:
+def select_faces(faces: list[DetectedFace], image_shape: tuple[int, ...], options: FaceOptions) -> list[DetectedFace]:
     """Apply the size floor and the ``--only-center-face`` / ``--largest-face`` choices."""
     kept = [face for face in faces if face.eye_distance >= MIN_EYE_DISTANCE and face.size >= options.min_face_size]
     if not kept:
@@ -179,7 +186,7 @@ class Pipeline:
             crop = cv2.resize(bgr, (size, size), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
             return [_Face(crop=crop, affine=np.eye(2, 3))]
         found = self._timed("detect", detect, self.detector, bgr)
-        chosen = select_faces(found, bgr.shape, self.options)
+        chosen = select_faces(found, bgr.shape, self.options.faces)
         faces = []
         start = time.perf_counter()
         for face in chosen:
@@ -192,7 +199,7 @@ class Pipeline:
         restore_faces(self.restorer, self.parser, faces, self._timed)
 
     def _drain(self, final: bool = False) -> None:
-        batch_size = max(1, self.options.batch_size)
+        batch_size = max(1, self.options.faces.batch_size)
         while self._queue and (final or len(self._queue) >= batch_size):
             batch, self._queue = self._queue[:batch_size], self._queue[batch_size:]
             try:
@@ -212,8 +219,8 @@ class Pipeline:
             self._finish(self._jobs.pop(0))
 
     def _compose(self, job: _Job) -> np.ndarray:
-        return paste_faces(job.image.pixels, job.faces, self.restorer, self.blender, self.options.upscale,
-                           self.options.color_match)
+        return paste_faces(job.image.pixels, job.faces, self.restorer, self.blender, self.options.faces.upscale,
+                           self.options.faces.color_match)
 
     def _advance(self) -> None:
         # the bar counts finished images (written or failed), not images read: with

@@ -1,10 +1,14 @@
-"""The plugin manager: built-in and third-party plugins load the same way.
+"""The plugin manager and the registry of what plugins provide.
 
 Every plugin, the built-in ones under ``plugins/`` included, is a module named in the
 ``facefix`` entry-point group. Built-ins are those whose distribution is facefix itself;
 ``FACEFIX_LOAD_PLUGINS`` (comma-separated entry-point names) restricts which *other*
-plugins load. A plugin that fails to import or to register gives one warning line
-naming it, and everything else keeps working.
+plugins load. A plugin that fails to import or to register, or that implements a hook
+facefix doesn't have (a misspelt name), gives one warning line naming it, and
+everything else keeps working.
+
+Components come from the ``register_*`` hooks and from network cards
+(``register_networks``): a card becomes one component per weights variant.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from typing import Any, Callable
 import pluggy
 
 from facefix import hookspecs
-from facefix.components import KINDS, ComponentSpec
+from facefix.cards import NetworkCard, WeightsVariant
+from facefix.components import KINDS, ComponentContext, ComponentSpec
 from facefix.errors import ComponentError
 
 ENTRY_POINT_GROUP = "facefix"
@@ -75,9 +80,31 @@ def load_plugins() -> None:
         except Exception as error:  # a broken plugin must not take the CLI down
             warn(f"plugin {entry_point.name!r} ({dist_name}) failed to load: {type(error).__name__}: {error}")
             continue
+        unknown = unknown_hooks(module)
+        if unknown:
+            pm.unregister(name=entry_point.name)
+            warn(f"plugin {entry_point.name!r} ({dist_name}) failed to load: {unknown}")
+            continue
         if builtin:
             _builtin_names.add(entry_point.name)
         _distributions[entry_point.name] = f"{dist_name} {dist.version if dist else ''}".strip()
+
+
+def unknown_hooks(plugin: object) -> str:
+    """'' when every hook ``plugin`` implements is a facefix hook, else what is wrong.
+
+    pluggy's ``check_pending``, narrowed to one plugin so the message can name it: a
+    misspelt ``register_restorer`` would otherwise be silently never called.
+    """
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as error:
+        if error.plugin is plugin:
+            known = ", ".join(name for name in dir(hookspecs) if name.startswith("register_"))
+            names = sorted(caller.name for caller in pm.get_hookcallers(plugin) or [] if not caller.has_spec())
+            return f"{', '.join(names)} {'is not a facefix hook' if len(names) == 1 else 'are not facefix hooks'} " \
+                   f"(the hooks are {known})"
+    return ""
 
 
 def call_each(hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
@@ -98,30 +125,89 @@ def call_each(hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
     return results
 
 
+def card_registrations() -> list[tuple[str, NetworkCard]]:
+    """``(plugin name, card)`` for every registered network card, built-ins first; a
+    later card of an already registered kind and name is ignored, with a warning."""
+    found: list[tuple[str, NetworkCard]] = []
+    owners: dict[tuple[str, str], str] = {}
+    current_plugin = [""]
+
+    def register(card: NetworkCard) -> None:
+        if not isinstance(card, NetworkCard):
+            raise TypeError(f"register() wants a facefix.NetworkCard, got {type(card).__name__}")
+        key = (card.kind, card.name)
+        if key in owners:
+            warn(f"{card.kind} network {card.name!r} from plugin {current_plugin[0]!r} ignored: "
+                 f"already registered by {owners[key]!r}")
+            return
+        owners[key] = current_plugin[0]
+        found.append((current_plugin[0], card))
+
+    load_plugins()
+    for impl in reversed(pm.hook.register_networks.get_hookimpls()):  # built-ins first, as for components
+        current_plugin[0] = impl.plugin_name
+        try:
+            impl.function(register)
+        except Exception as error:
+            warn(f"plugin {impl.plugin_name!r} failed to register networks: {type(error).__name__}: {error}")
+    return found
+
+
+def cards(kind: str | None = None) -> list[NetworkCard]:
+    """Every registered network card (of ``kind``, if given)."""
+    return [card for _, card in card_registrations() if kind is None or card.kind == kind]
+
+
+def _card_factory(card: NetworkCard, variant: WeightsVariant | None, name: str) -> Callable[[ComponentContext], Any]:
+    def build(context: ComponentContext) -> Any:
+        from facefix.networks import build_component  # torch loads only when a network is built
+
+        return build_component(card, variant, name, context)
+
+    return build
+
+
+def card_specs(card: NetworkCard, plugin: str = "") -> list[ComponentSpec]:
+    """The components a card provides: one per weights variant (``NAME``, ``NAME.TAG``,
+    older names), or one named ``NAME`` that needs ``--weights`` when nothing is released."""
+    if not card.variants:
+        return [ComponentSpec(kind=card.kind, name=card.name, factory=_card_factory(card, None, card.name),
+                              description=card.description, weights=card.uses, plugin=plugin, card=card)]
+    specs = []
+    for variant in card.variants:
+        name, *aliases = card.component_names(variant)
+        default = variant is card.default_variant
+        specs.append(ComponentSpec(
+            kind=card.kind, name=name, factory=_card_factory(card, variant, name),
+            description=variant.description or card.description,
+            weights=tuple(dict.fromkeys((variant.weights_name, *card.uses))), plugin=plugin,
+            rank=card.rank if default else None, aliases=tuple(aliases), card=card, tag=variant.tag,
+        ))
+    return specs
+
+
 def _collect(kind: str) -> dict[str, ComponentSpec]:
     specs: dict[str, ComponentSpec] = {}
     current_plugin = [""]
+
+    def add(spec: ComponentSpec) -> None:
+        taken = next((name for name in (spec.name, *spec.aliases) if find(specs, name) is not None), None)
+        if taken is not None:
+            owner = find(specs, taken)
+            warn(f"{kind} {spec.name!r} from plugin {spec.plugin!r} ignored: {taken!r} is already registered "
+                 f"by {owner.plugin!r}")
+            return
+        specs[spec.name] = spec
 
     def register(
         name: str,
         factory: Callable[..., Any],
         description: str = "",
         weights: tuple[str, ...] | list[str] = (),
+        rank: int | None = None,
     ) -> None:
-        if name in specs:
-            warn(
-                f"{kind} {name!r} from plugin {current_plugin[0]!r} ignored: "
-                f"already registered by {specs[name].plugin!r}"
-            )
-            return
-        specs[name] = ComponentSpec(
-            kind=kind,
-            name=name,
-            factory=factory,
-            description=description,
-            weights=tuple(weights),
-            plugin=current_plugin[0],
-        )
+        add(ComponentSpec(kind=kind, name=name, factory=factory, description=description, weights=tuple(weights),
+                          plugin=current_plugin[0], rank=rank))
 
     load_plugins()
     # pluggy calls implementations newest-registered first; reverse so that built-ins
@@ -132,7 +218,18 @@ def _collect(kind: str) -> dict[str, ComponentSpec]:
             impl.function(register)
         except Exception as error:
             warn(f"plugin {impl.plugin_name!r} failed to register {kind}s: {type(error).__name__}: {error}")
+    for plugin, card in card_registrations():
+        if card.kind == kind:
+            for spec in card_specs(card, plugin):
+                add(spec)
     return specs
+
+
+def find(specs: dict[str, ComponentSpec], name: str) -> ComponentSpec | None:
+    """The spec registered as ``name`` or answering to it as an alias."""
+    if name in specs:
+        return specs[name]
+    return next((spec for spec in specs.values() if name in spec.aliases), None)
 
 
 def components(kind: str) -> dict[str, ComponentSpec]:
@@ -145,10 +242,11 @@ def components(kind: str) -> dict[str, ComponentSpec]:
 def get_component(kind: str, name: str) -> ComponentSpec:
     """One component by name, or a :class:`ComponentError` listing the choices."""
     available = components(kind)
-    if name not in available:
+    spec = find(available, name)
+    if spec is None:
         choices = ", ".join(sorted(available)) or "none registered"
         raise ComponentError(f"unknown {kind} {name!r}; available: {choices}")
-    return available[name]
+    return spec
 
 
 @dataclass(frozen=True)

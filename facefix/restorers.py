@@ -31,6 +31,8 @@ class TorchRestorer:
         dtype: torch.dtype = torch.float32,
         name: str = "",
         weights: Path | None = None,
+        precisions: tuple[str, ...] = ("fp32", "bf16", "fp16"),
+        exportable: bool = True,
     ):
         self.module = module.eval().to(device)
         self.input_size = input_size
@@ -40,6 +42,8 @@ class TorchRestorer:
         self.dtype = dtype
         self.name = name
         self.weights = weights  # the file the module was loaded from, if any
+        self.precisions = precisions  # what the network is known to run correctly in
+        self.exportable = exportable  # whether it converts to ONNX (auto picks onnxruntime on CPU)
 
     def forward(self, batch: torch.Tensor, parsing: torch.Tensor | None = None) -> torch.Tensor:
         """Normalised input → normalised output (override for extra inputs or outputs)."""

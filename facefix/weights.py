@@ -1,7 +1,8 @@
 """The weights registry and the resolver that finds (or downloads) weights files.
 
 The registry is ``weights/manifest.json`` (installed as the ``facefix_weights`` data
-package) plus whatever plugins add through the ``register_weights`` hook. The resolver
+package), the weights variants of every network card, and whatever plugins add through
+the ``register_weights`` hook. The resolver
 looks for a file in this order: an explicit path, ``--model-dir`` (used as given:
 users point at their own files), the download cache, the files bundled in
 ``facefix_weights`` itself (the offline defaults), and finally a download, which is
@@ -16,102 +17,20 @@ import http.client
 import importlib.resources
 import json
 import os
-import pickle
-import re
 import sys
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Mapping
 
 from facefix import plugins
 from facefix.atomic import atomic_path
-from facefix.components import KINDS
+from facefix.components import WeightsEntry
 from facefix.errors import WeightsError
 
 CHUNK = 1 << 20  # 1 MiB: bounded memory for hashing and streaming multi-GB files
 DOWNLOAD_TIMEOUT = 30.0  # seconds without data before a URL is given up
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _TRUE = {"1", "true", "yes", "on"}
-#: Kinds a weights entry's ``component`` may name: the pipeline's, plus ``loss`` for
-#: training-only networks (VGG for perceptual losses, ArcFace for the identity loss).
-COMPONENT_KINDS = (*KINDS, "loss")
-
-
-@dataclass(frozen=True)
-class WeightsEntry:
-    """One weights file the registry knows about."""
-
-    name: str  # registry key, e.g. "retinaface_resnet50"
-    filename: str  # file name in --model-dir and in the cache
-    urls: tuple[str, ...] = ()
-    sha256: str | None = None  # None: unpinned (no published digest)
-    size: int | None = None  # bytes, None when unknown
-    license: str = ""
-    component: str = ""  # "kind:name", e.g. "detector:retinaface_resnet50"
-    description: str = ""
-    alternate_filenames: tuple[str, ...] = field(default=())
-
-    def __post_init__(self) -> None:
-        # Lists from JSON or plugins become tuples so entries stay hashable and frozen.
-        object.__setattr__(self, "urls", tuple(self.urls))
-        object.__setattr__(self, "alternate_filenames", tuple(self.alternate_filenames))
-        if not self.name:
-            raise ValueError("weights entry without a name")
-        for filename in (self.filename, *self.alternate_filenames):
-            # A file name is joined to the cache dir and written to: no path parts allowed.
-            if not filename or filename in (".", "..") or "/" in filename or "\\" in filename:
-                raise ValueError(f"weights {self.name!r}: bad file name {filename!r}")
-        if self.sha256 is not None:
-            digest = self.sha256.lower()
-            if not _SHA256.match(digest):
-                raise ValueError(f"weights {self.name!r}: sha256 must be 64 hex digits, got {self.sha256!r}")
-            object.__setattr__(self, "sha256", digest)
-        if self.size is not None and (not isinstance(self.size, int) or self.size < 0):
-            raise ValueError(f"weights {self.name!r}: bad size {self.size!r}")
-        if self.component:
-            kind, _, component_name = self.component.partition(":")
-            if kind not in COMPONENT_KINDS or not component_name:
-                raise ValueError(
-                    f"weights {self.name!r}: component must be 'kind:name' with kind one of "
-                    f"{', '.join(COMPONENT_KINDS)}; got {self.component!r}"
-                )
-
-    @property
-    def pinned(self) -> bool:
-        """True when a download can be checked against a published digest."""
-        return self.sha256 is not None
-
-    @property
-    def filenames(self) -> tuple[str, ...]:
-        """The main file name first, then the alternates accepted when found locally."""
-        return (self.filename, *self.alternate_filenames)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> WeightsEntry:
-        known = {
-            "name", "filename", "urls", "sha256", "size", "license", "component",
-            "description", "alternate_filenames",
-        }  # fmt: skip
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"weights entry {data.get('name')!r}: unknown fields {', '.join(sorted(unknown))}")
-        return cls(**data)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "filename": self.filename,
-            "urls": list(self.urls),
-            "sha256": self.sha256,
-            "size": self.size,
-            "license": self.license,
-            "component": self.component,
-            "description": self.description,
-            "alternate_filenames": list(self.alternate_filenames),
-        }
 
 
 @lru_cache(maxsize=1)
@@ -126,7 +45,8 @@ def manifest_entries() -> tuple[WeightsEntry, ...]:
 
 
 def weights_entries() -> dict[str, WeightsEntry]:
-    """Every known weights entry by registry name: the manifest's, then the plugins'."""
+    """Every known weights entry by registry name: the manifest's, the network cards', then
+    the ``register_weights`` hook's."""
     entries = {entry.name: entry for entry in manifest_entries()}
 
     def register(entry: WeightsEntry) -> None:
@@ -138,6 +58,9 @@ def weights_entries() -> dict[str, WeightsEntry]:
             return
         entries[entry.name] = entry
 
+    for card in plugins.cards():
+        for entry in card.weights_entries():
+            register(entry)
     plugins.call_each("register_weights", register=register)
     return entries
 
@@ -377,51 +300,3 @@ class WeightsResolver:
 
 class _DownloadFailed(Exception):
     """One URL did not give a good file; the next URL is tried."""
-
-
-_UNSAFE = re.compile(r"GLOBAL (\S+) (?:was not an allowed global|whose module)|(\S+) must be \S+ to load")
-
-
-def load_state_dict(path: Path | str) -> dict:
-    """Load a PyTorch weights file safely (``weights_only``): zip or legacy format."""
-    import torch  # deferred: listing and resolving weights must not import torch
-
-    path = Path(path)
-    if not path.is_file():
-        reason = "not a file" if path.exists() else "no such file"
-        raise WeightsError(f"{path}: not a readable PyTorch weights file ({reason})")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        match = _UNSAFE.search(str(error))
-        if match is None:  # the weights-only unpickler also fails on corrupt data
-            raise WeightsError(f"{path}: not a readable PyTorch weights file (corrupt pickle data)") from None
-        needs = match.group(1) or match.group(2)
-        raise WeightsError(
-            f"{path}: refused to load: the file needs arbitrary code execution (not a plain weights file); "
-            f"re-save it as a state dict (it references {needs})"
-        ) from None
-    except PermissionError as error:
-        raise WeightsError(f"{path}: not a readable PyTorch weights file ({error.strerror})") from None
-    except Exception as error:  # torch raises EOFError, RuntimeError, KeyError, OSError...
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        if len(reason) > 100:  # torch's messages run to paragraphs; keep the line short
-            reason = reason[:97] + "..."
-        detail = f"{type(error).__name__}: {reason}" if reason else type(error).__name__
-        raise WeightsError(f"{path}: not a readable PyTorch weights file (truncated or corrupt; {detail})") from None
-    if not isinstance(data, dict):
-        raise WeightsError(f"{path}: not a state dict (the file holds a {type(data).__name__})")
-    return data
-
-
-def layout_differences(expected: Mapping[str, tuple], found: Mapping[str, tuple]) -> str:
-    """One line naming missing, unexpected and wrongly shaped keys ('' when identical)."""
-    def few(keys: list[str]) -> str:
-        return ", ".join(keys[:4]) + (f" (+{len(keys) - 4} more)" if len(keys) > 4 else "")
-
-    missing = sorted(set(expected) - set(found))
-    unexpected = sorted(set(found) - set(expected))
-    reshaped = sorted(key for key in set(expected) & set(found) if tuple(expected[key]) != tuple(found[key]))
-    parts = [f"{label}: {few(keys)}" for label, keys in
-             (("missing keys", missing), ("unexpected keys", unexpected), ("keys of another shape", reshaped)) if keys]
-    return "; ".join(parts)

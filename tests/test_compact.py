@@ -16,9 +16,14 @@ from facefix.cli import cli
 from facefix.components import ComponentContext
 from facefix.errors import WeightsError
 from facefix.weights import WeightsResolver, bundled_dir, get_entry, sha256_file
-from facefix_plugins.compact import load_compact
+from facefix.networks import load_network
+from facefix_plugins.compact import CARD
 from facefix_plugins.compact.arch import CompactUNet
 from conftest import copy_faces, psnr, read_rows, shared_path
+
+
+def load_compact(path):
+    return load_network(CARD, path).module
 
 
 def invoke(*args: str):
@@ -92,7 +97,7 @@ def test_wrong_files_are_refused_in_one_line(tmp_path):
     torch.save({"weight": torch.zeros(3)}, tmp_path / "plain.pth")
     torch.save({"params_ema": CompactUNet(channels=(8, 16, 32, 64)).state_dict(), "config": CompactUNet().config()},
                tmp_path / "other.pth")
-    for name, expected in (("plain.pth", "needs 'params_ema' and 'config'"), ("other.pth", "keys of another shape")):
+    for name, expected in (("plain.pth", "not a compact restorer checkpoint"), ("other.pth", "keys of another shape")):
         with pytest.raises(WeightsError) as caught:
             load_compact(tmp_path / name)
         assert str(tmp_path / name) in str(caught.value) and expected in str(caught.value)

@@ -26,7 +26,7 @@ from facefix.training.degradations import (
     rng_for,
     sample_params,
 )
-from facefix.training.degrade_cli import degrade as degrade_command
+from facefix.cli.degrade import degrade_command
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 VAL_FACES = SHARED / "faces" / "val512" / "images"

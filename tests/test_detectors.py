@@ -109,7 +109,7 @@ def test_facexlib_parsers_load_official_layout_and_speak_celebamask(name, module
 
 
 def test_bisenet_label_map_is_a_permutation_into_celebamask_order():
-    from facefix_plugins.facexlib_parsing import BISENET_LABELS
+    from facefix_plugins.facexlib_parsing.parsers import BISENET_LABELS
 
     assert sorted(BISENET_LABELS.tolist()) == list(range(19))
     bisenet_names = ["background", "skin", "l_brow", "r_brow", "l_eye", "r_eye", "eye_g", "l_ear", "r_ear",
@@ -127,7 +127,7 @@ def test_retinaface_fast_path_matches_facexlib_exactly(shared_weights):
     ensure_torchvision()
     from facexlib.detection.retinaface_utils import PriorBox
 
-    from facefix_plugins.retinaface import prior_boxes
+    from facefix_plugins.retinaface.detector import prior_boxes
 
     detector = build("detector", "retinaface_mobile0.25", shared_weights)
     cfg = detector.model.cfg
@@ -143,3 +143,19 @@ def test_retinaface_fast_path_matches_facexlib_exactly(shared_weights):
         assert np.allclose(face.box, row[:4], atol=1e-3)
         assert np.allclose(face.landmarks.ravel(), row[5:15], atol=1e-3)
         assert abs(face.score - row[4]) < 1e-5
+
+
+@pytest.mark.parametrize("name", ["retinaface_mobile0.25", "yunet", "retinaface_bundled"])
+def test_a_detection_threshold_of_zero_is_a_threshold(name, shared_weights):
+    """``--detection-threshold 0`` used to become the default 0.8 (``0 or 0.8``): now 0
+    keeps every candidate, so it finds at least as many faces, with scores below 0.8."""
+    from facefix import compose
+
+    resolver = WeightsResolver(model_dir=shared_weights, allow_download=False, progress=False)
+    spec = plugins.get_component("detector", name)
+    image = cv2.imread(str(shared_path("photos", "insightface_t1.jpg")))
+    default = compose.build(spec, device="cpu", resolver=resolver).detect(image)
+    everything = compose.build(spec, device="cpu", resolver=resolver,
+                               selection=compose.ComponentSelection(detection_threshold=0.0)).detect(image)
+    assert len(everything) > len(default) == 6
+    assert min(face.score for face in everything) < 0.8 <= min(face.score for face in default)

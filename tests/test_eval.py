@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from facefix.cli import cli
 from facefix.image_io import read_image
 from facefix.training.metrics import ms_ssim, psnr, ssim
-from facefix.weights import load_state_dict
+from facefix.checkpoints import read_state
 from conftest import PROJECT, shared_path
 
 
@@ -80,7 +80,7 @@ def test_table_and_identical_images(pairs, tmp_path):
 
 def test_parse_miou_with_a_chosen_parser(pairs, tmp_path):
     predicted, truth, masks = pairs
-    parser = load_state_dict(PROJECT / "tests" / "fixtures" / "psfrgan" / "parser_small.pth")
+    parser = read_state(PROJECT / "tests" / "fixtures" / "psfrgan" / "parser_small.pth")
     parser_file = tmp_path / "parser.pth"
     torch.save({"params_ema": parser["state_dict"], "config": parser["config"]}, parser_file)
     result = invoke("eval", predicted, truth, "--masks", masks, "--parser", "psfrgan", "--parser-weights", parser_file,

@@ -13,12 +13,19 @@ from click.testing import CliRunner
 from facefix.cli import cli
 from facefix.errors import WeightsError
 from facefix.weights import get_entry
-from facefix_plugins.gfpgan import detect_architecture, load_gfpgan
+from facefix.networks import load_network
+from facefix_plugins.gfpgan import CARD
+from facefix_plugins.gfpgan.network import detect_architecture
 from facefix_plugins.gfpgan.arch import official_gfpgan
 from conftest import PROJECT, psnr, read_any, shared_path
 
 FIXTURES = PROJECT / "tests" / "fixtures" / "gfpgan"
 ADELE = "gfpgan__inputs_cropped_faces_Adele_crop.png"
+
+
+def load_gfpgan(path):
+    network = load_network(CARD, path)
+    return network.module, network.config
 
 
 def invoke(*args):
@@ -52,6 +59,18 @@ def test_aligned_restore_runs_with_official_layout_files(arch, official_files, t
     network, config = load_gfpgan(official_files[arch])
     assert config["arch"] == arch and config["out_size"] == 512
     assert config["channel_multiplier"] == (1 if arch == "original" else 2)
+
+
+def test_weights_alone_run_gfpgan_for_an_official_v14_file(official_files, tmp_path):
+    """No --restorer: the card that recognises the file runs it, as --restorer gfpgan would."""
+    face = shared_path("photos", ADELE)
+    detected = invoke("restore", face, tmp_path / "detected", "--aligned", "--weights", official_files["clean"],
+                      "--backend", "torch")
+    named = invoke("restore", face, tmp_path / "named", "--aligned", "--restorer", "gfpgan", "--weights",
+                   official_files["clean"], "--backend", "torch")
+    assert detected.exit_code == 0 and named.exit_code == 0, detected.output + named.output
+    assert "restorer gfpgan [detected from GFPGANv1.4.pth] (torch fp32)" in detected.output
+    assert (tmp_path / "detected" / ADELE).read_bytes() == (tmp_path / "named" / ADELE).read_bytes()
 
 
 @pytest.mark.parametrize("case", ["original_main", "clean_main"])

@@ -18,9 +18,10 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from facefix import stylegan2
-from facefix.weights import load_state_dict
-from facefix_plugins.gfpgan.arch import GFPGANv1, GFPGANv1Clean, official_gfpgan, select_params
+from facefix.nn import stylegan2
+from facefix.checkpoints import read_state
+from facefix.checkpoints import canonicalize
+from facefix_plugins.gfpgan.arch import GFPGANv1, GFPGANv1Clean, official_gfpgan
 
 FIXTURES = Path(__file__).parent / "fixtures" / "gfpgan"
 CASES = ("original_main", "original_alt", "clean_main", "clean_alt")
@@ -29,7 +30,7 @@ TOLERANCE = 1e-4
 
 @cache
 def golden(name: str) -> dict:
-    return load_state_dict(FIXTURES / f"{name}.pth")
+    return read_state(FIXTURES / f"{name}.pth")
 
 
 def build(name: str, **overrides) -> GFPGANv1 | GFPGANv1Clean:
@@ -37,7 +38,7 @@ def build(name: str, **overrides) -> GFPGANv1 | GFPGANv1Clean:
     options = {**data["config"], **overrides}
     arch = options.pop("arch")
     model = (GFPGANv1 if arch == "original" else GFPGANv1Clean)(**options).eval()
-    model.load_state_dict(select_params(data), strict=True)
+    model.load_state_dict(canonicalize(data)[0], strict=True)
     return model
 
 
@@ -62,12 +63,6 @@ def test_full_size_state_dict_layout_matches_reference(arch, filename):
     assert {k: s for k, s in ours} == {k: s for k, s in expected}
     assert ours == expected  # same order as well
     assert all(not p.requires_grad for p in model.stylegan_decoder.parameters())  # fix_decoder
-
-
-def test_select_params_prefers_ema():
-    assert select_params({"params_ema": 1, "params": 2}) == 1
-    assert select_params({"params": 2}) == 2
-    assert select_params({"a.weight": 3}) == {"a.weight": 3}
 
 
 # --------------------------------------------------------------------------- parity

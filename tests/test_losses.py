@@ -309,7 +309,7 @@ def test_arcface_file_loads_strict_and_identity_loss(tmp_path):
     assert gray.shape == (2, 1, 128, 128)
     broken = {k: v for k, v in reference.state_dict().items() if not k.startswith("fc5")}
     torch.save(broken, tmp_path / "broken.pth")
-    with pytest.raises(WeightsError, match="missing fc5"):
+    with pytest.raises(WeightsError, match="missing keys: fc5"):
         load_arcface(tmp_path / "broken.pth")
 
 

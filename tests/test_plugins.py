@@ -19,7 +19,7 @@ from facefix import hookspecs, plugins
 from facefix.cli import cli
 from facefix.components import ComponentContext, DetectedFace, Normalization
 from facefix.hookspecs import hookimpl
-from conftest import PROJECT, read_any, shared_path
+from conftest import PROJECT, copy_faces, read_any, shared_path
 
 
 class registered:
@@ -293,6 +293,80 @@ def test_the_documented_example_plugin_works(tmp_path):
     assert np.array_equal(out[:50], canvas[:50])  # far from the face: untouched
     centre = out[90 + 64, 80 + 64]
     assert centre[2] > centre[0] and not np.allclose(centre, 100.0)  # tinted: red above blue
+
+
+def docs_code(filename: str) -> str:
+    """The code block docs/plugins.md gives for ``filename``."""
+    docs = (PROJECT / "docs" / "plugins.md").read_text()
+    return docs.split(f"`{filename}`", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_register_networks_hook(tmp_path):
+    """The documented network plugin, installed as a distribution: from its card alone
+    facefix lists it, trains it, detects its checkpoint, restores, exports and runs the
+    export in onnxruntime."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "tinynet.py").write_text(docs_code("tinynet.py"))
+    make_distribution(site, "facefix-tinynet", "facefix_tinynet", docs_code("facefix_tinynet.py"), "tinynet")
+    faces = copy_faces(tmp_path / "faces", 6)
+
+    listing = run_facefix(["plugins", "--json"], site)
+    assert listing.returncode == 0, listing.stderr
+    data = json.loads(listing.stdout)
+    network = next(item for item in data["networks"] if item["name"] == "tinynet")
+    assert network["plugin"] == "tinynet" and network["train_command"] == "tinynet" and network["tags"] == []
+    assert any(item["name"] == "tinynet" for item in data["components"]["restorer"])
+
+    run = tmp_path / "run"
+    trained = run_facefix(["train", "tinynet", "--data", str(faces / "images"), "--size", "64", "--iters", "3",
+                           "--batch-size", "2", "--workers", "0", "--val-every", "0", "--width", "8", "--out",
+                           str(run), "--quiet"], site)
+    assert trained.returncode == 0, trained.stderr
+    assert (run / "final.pth").exists()
+
+    face = shared_path("photos", "gfpgan__inputs_cropped_faces_Adele_crop.png")
+    restored = run_facefix(["restore", str(face), str(tmp_path / "out"), "--aligned", "--weights",
+                            str(run / "final.pth"), "--backend", "torch"], site)
+    assert restored.returncode == 0, restored.stderr
+    assert "restorer tinynet [detected from final.pth]" in restored.stderr
+    torch_output = read_any(tmp_path / "out" / face.name)
+    assert torch_output.shape == (512, 512, 3) and not np.array_equal(torch_output, read_any(face))
+
+    exported = run_facefix(["export", "tinynet", "--weights", str(run / "final.pth"), "-o",
+                            str(tmp_path / "tinynet.onnx")], site)
+    assert exported.returncode == 0, exported.stderr
+    assert "exported tinynet" in exported.stdout and "ONNX checker passed" in exported.stdout
+    on_onnx = run_facefix(["restore", str(face), str(tmp_path / "onnx"), "--aligned", "--restorer", "tinynet",
+                           "--weights", str(run / "final.pth"), "--backend", "onnx", "--onnx",
+                           str(tmp_path / "tinynet.onnx"), "--quiet"], site)
+    assert on_onnx.returncode == 0, on_onnx.stderr
+    difference = np.abs(read_any(tmp_path / "onnx" / face.name).astype(int) - torch_output.astype(int))
+    assert difference.max() <= 1
+
+
+MISSPELT_PLUGIN = """
+    from facefix import hookimpl
+
+    @hookimpl
+    def register_restorer(register):  # the hook is register_restorers
+        register("never", lambda context: None)
+"""
+
+
+def test_a_misspelt_hook_fails_the_plugin_at_load_with_its_name(tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    make_distribution(site, "facefix-typo", "facefix_typo", MISSPELT_PLUGIN, "typo")
+    result = run_facefix(["plugins", "--json"], site)
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "typo" in line]
+    assert len(warnings) == 1
+    assert "plugin 'typo' (facefix-typo) failed to load" in warnings[0]
+    assert "register_restorer is not a facefix hook" in warnings[0] and "register_restorers" in warnings[0]
+    data = json.loads(result.stdout)
+    assert "typo" not in {item["name"] for item in data["plugins"]}  # not half-loaded
+    assert "passthrough" in {item["name"] for item in data["components"]["restorer"]}
 
 
 class FailingRestorer:

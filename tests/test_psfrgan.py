@@ -12,15 +12,11 @@ from click.testing import CliRunner
 from facefix.cli import cli
 from facefix.errors import WeightsError
 from facefix.training.metrics import class_iou, confusion_matrix, mean_iou
-from facefix.weights import get_entry, load_state_dict
-from facefix_plugins.psfrgan import (
-    PSFRRestorer,
-    infer_generator_config,
-    infer_parser_config,
-    labels_onehot,
-    load_generator,
-    load_parser,
-)
+from facefix.checkpoints import read_state
+from facefix.weights import get_entry
+from facefix.networks import load_network
+from facefix_plugins.psfrgan import CARD, PARSER_CARD
+from facefix_plugins.psfrgan.network import PSFRRestorer, infer_generator_config, infer_parser_config, labels_onehot
 from facefix_plugins.psfrgan.arch import PSFRParseNet, official_generator, official_parser, parsing_onehot
 from conftest import PROJECT, copy_faces, read_any, read_rows, shared_path
 
@@ -28,12 +24,23 @@ FIXTURES = PROJECT / "tests" / "fixtures" / "psfrgan"
 ADELE = "gfpgan__inputs_cropped_faces_Adele_crop.png"
 
 
+def load_generator(path):
+    """The generator of a checkpoint, and the parser stored with it or None."""
+    network = load_network(CARD, path)
+    parser = network.companions.get("parser")
+    return network.module, parser.module if parser is not None else None
+
+
+def load_parser(path):
+    return load_network(PARSER_CARD, path).module
+
+
 def invoke(*args):
     return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 
 def golden(name):
-    return load_state_dict(FIXTURES / f"{name}.pth")
+    return read_state(FIXTURES / f"{name}.pth")
 
 
 @pytest.fixture(scope="module")

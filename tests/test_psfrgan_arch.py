@@ -18,7 +18,7 @@ import pytest
 import torch
 from torch import nn
 
-from facefix.weights import load_state_dict
+from facefix.checkpoints import read_state
 from facefix_plugins.psfrgan.arch import (
     PSFRGenerator,
     PSFRParseNet,
@@ -26,7 +26,6 @@ from facefix_plugins.psfrgan.arch import (
     official_generator,
     official_parser,
     parsing_onehot,
-    strip_module_prefix,
 )
 
 FIXTURES = Path(__file__).parent / "fixtures" / "psfrgan"
@@ -36,7 +35,7 @@ TOLERANCE = 1e-4
 
 @cache
 def golden(name: str) -> dict:
-    return load_state_dict(FIXTURES / f"{name}.pth")
+    return read_state(FIXTURES / f"{name}.pth")
 
 
 def build(name: str) -> PSFRGenerator | PSFRParseNet:
@@ -143,11 +142,6 @@ def test_spectral_conv_matches_torch_spectral_norm():
     ours.train()
     ours(x).square().sum().backward()
     assert ours.weight_orig.grad is not None and ours.weight_orig.grad.abs().sum() > 0
-
-
-def test_strip_module_prefix():
-    assert strip_module_prefix({"module.a": 1, "module.b": 2}) == {"a": 1, "b": 2}
-    assert strip_module_prefix({"module.a": 1, "b": 2}) == {"module.a": 1, "b": 2}
 
 
 # --------------------------------------------------------------------------- ONNX

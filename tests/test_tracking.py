@@ -1,4 +1,4 @@
-"""Face tracks and landmark smoothing (facefix/tracking.py) on synthetic tracks."""
+"""Face tracks and landmark smoothing (facefix/video/tracking.py) on synthetic tracks."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from facefix.components import DetectedFace
-from facefix.tracking import FaceTracker, OneEuroFilter, box_iou, follow_points
+from facefix.video.tracking import FaceTracker, OneEuroFilter, box_iou, follow_points
 
 FPS = 25.0
 #: A 200 px face's five landmarks around its centre.

@@ -12,25 +12,25 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import facefix.video as video_module
 from facefix.cli import cli
+from facefix.cli.video import default_output
 from facefix.errors import FacefixError, InputError
-from facefix.video import (
+from facefix.video import ffmpeg as ffmpeg_module
+from facefix.video import pipes
+from facefix.video.commands import (
     EncodeSettings,
-    VideoInfo,
     audio_codecs,
+    check_codec,
     decode_args,
     encode_args,
-    find_ffmpeg,
-    matroska_frame,
-    matroska_header,
     output_container,
     output_size,
-    parse_input_header,
     parse_time,
     video_codec_options,
 )
-from facefix.video_cli import default_output
+from facefix.video.ffmpeg import FFMPEG_MISSING, find_ffmpeg, probe
+from facefix.video.info import VideoInfo, parse_input_header
+from facefix.video.matroska import matroska_frame, matroska_header
 from conftest import psnr, shared_path
 
 FFMPEG = find_ffmpeg()
@@ -54,7 +54,7 @@ def packets(path: Path, stream: str = "v:0") -> list[tuple[int, int]]:
 
 def frames(path: Path):
     """Upright decoded frames, one at a time."""
-    info = video_module.probe(path, FFMPEG)
+    info = probe(path, FFMPEG)
     width, height = info.display_size
     process = subprocess.Popen([FFMPEG, "-v", "error", "-nostdin", "-i", str(path), "-map", "0:V:0", "-f", "rawvideo",
                                 "-pix_fmt", "bgr24", "-fps_mode", "passthrough", "-"], stdout=subprocess.PIPE)
@@ -170,7 +170,7 @@ def test_codec_container_and_size_rules():
     with pytest.raises(FacefixError, match="unsupported output type '.gif'"):
         output_container(Path("a.gif"))
     with pytest.raises(FacefixError, match="WebM holds VP8, VP9 or AV1"):
-        video_module.check_codec("webm", "libx264")
+        check_codec("webm", "libx264")
     assert output_size(701, 501, 1.0, "yuv420p") == (700, 500)  # 4:2:0 needs even sizes
     assert output_size(701, 501, 1.0, "yuv444p") == (701, 501)
     assert output_size(700, 700, 1.5, "yuv420p") == (1050, 1050)
@@ -258,7 +258,7 @@ def test_rotation_metadata_is_kept_and_upscale_applies_to_the_stored_frame(clips
     result = video(clips["rotated"], "-o", out, *passthrough(shared_weights), "--quiet", "--upscale", 1.5,
                    "--preset", "ultrafast")
     assert result.exit_code == 0, result.output
-    written = video_module.probe(out, FFMPEG)
+    written = probe(out, FFMPEG)
     assert written.rotation == 90 and (written.width, written.height) == (480, 360)
     assert written.display_size == (360, 480)
     import cv2
@@ -299,7 +299,7 @@ def test_a_face_is_tracked_restored_and_pasted_back(clips, tmp_path, shared_weig
 
 def test_output_appears_under_its_name_only_when_complete(clips, tmp_path, shared_weights, monkeypatch):
     out = tmp_path / "out.mp4"
-    real_write = video_module.FrameWriter.write
+    real_write = pipes.FrameWriter.write
     seen = {}
 
     def write(self, pixels, time_us, duration_us):
@@ -309,7 +309,7 @@ def test_output_appears_under_its_name_only_when_complete(clips, tmp_path, share
             raise KeyboardInterrupt  # as Ctrl-C would, mid-run
         real_write(self, pixels, time_us, duration_us)
 
-    monkeypatch.setattr(video_module.FrameWriter, "write", write)
+    monkeypatch.setattr(pipes.FrameWriter, "write", write)
     result = video(clips["ntsc"], "-o", out, *passthrough(shared_weights), "--quiet")
     assert result.exit_code == 130
     assert result.output.strip().splitlines() == [f"Error: {clips['ntsc']}: interrupted; {out} was not written"]
@@ -319,7 +319,7 @@ def test_output_appears_under_its_name_only_when_complete(clips, tmp_path, share
     def crash(self, pixels, time_us, duration_us):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(video_module.FrameWriter, "write", crash)
+    monkeypatch.setattr(pipes.FrameWriter, "write", crash)
     result = video(clips["ntsc"], "-o", out, *passthrough(shared_weights), "--quiet")
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == [f"Error: {clips['ntsc']}: RuntimeError: disk on fire"]
@@ -370,11 +370,11 @@ def test_missing_ffmpeg_is_one_clear_error(clips, tmp_path, monkeypatch):
     def no_binary():
         raise RuntimeError("No ffmpeg exe could be found")
 
-    monkeypatch.setattr(video_module.shutil, "which", lambda name: None)
+    monkeypatch.setattr(ffmpeg_module.shutil, "which", lambda name: None)
     monkeypatch.setattr(imageio_ffmpeg, "get_ffmpeg_exe", no_binary)
     result = video(clips["ntsc"], "-o", tmp_path / "out.mp4")
     assert result.exit_code == 1
-    assert result.output.strip().splitlines() == [f"Error: {video_module.FFMPEG_MISSING}"]
+    assert result.output.strip().splitlines() == [f"Error: {FFMPEG_MISSING}"]
 
 
 # -- a real clip -------------------------------------------------------------------------------
@@ -388,7 +388,7 @@ def test_real_clip_end_to_end(tmp_path, shared_weights):
     assert result.exit_code == 0, result.output
     assert "135 frames, 135 faces restored (1 face track)" in result.output
     assert [pts for pts, _ in packets(out)] == [pts for pts, _ in packets(clip)]  # count and timing, exactly
-    before, after = video_module.probe(clip, FFMPEG), video_module.probe(out, FFMPEG)
+    before, after = probe(clip, FFMPEG), probe(out, FFMPEG)
     assert (after.width, after.height, after.audio) == (before.width, before.height, ("aac",))
     assert packets(out, "a:0") == packets(clip, "a:0")
     assert abs(after.duration - before.duration) <= 1 / 15  # one frame

@@ -16,11 +16,10 @@ import threading
 from pathlib import Path
 
 import pytest
-import torch
 from click.testing import CliRunner
 
 from facefix import plugins
-from facefix.weights import COMPONENT_KINDS
+from facefix.components import COMPONENT_KINDS
 from facefix.errors import WeightsError
 from facefix.hookspecs import hookimpl
 from facefix.weights import (
@@ -28,11 +27,10 @@ from facefix.weights import (
     WeightsResolver,
     default_cache_dir,
     get_entry,
-    load_state_dict,
     sha256_file,
     weights_entries,
 )
-from facefix.weights_cli import weights as weights_cli
+from facefix.cli.weights import weights_group as weights_cli
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
@@ -42,20 +40,6 @@ FACEXLIB_DIGESTS = {
     "parsenet": "3d558d8d0e42c20224f13cf5a29c79eba2d59913419f945545d8cf7b72920de2",
     "bisenet": "468e13ca13a9b43cc0881a9f99083a430e9c0a38abd935431d1c28ee94b26567",
 }
-
-
-class _Evil:
-    """Pickles as a call to os.system; a safe loader must refuse it without running it."""
-
-    def __init__(self, marker: Path):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch '{self.marker}'",))
-
-
-class _Custom:
-    """A harmless class that is still not a tensor: weights_only refuses it too."""
 
 
 @pytest.fixture(autouse=True)
@@ -389,75 +373,6 @@ def test_sha256_file_streams(tmp_path):
     assert sha256_file(path) == hashlib.sha256(data).hexdigest()
 
 
-# --- safe loading ------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("zipped", [True, False], ids=["zip", "legacy"])
-def test_load_state_dict_loads_plain_weights(tmp_path, zipped):
-    state = {"conv.weight": torch.arange(12, dtype=torch.float32).reshape(3, 4), "conv.bias": torch.ones(3)}
-    path = tmp_path / "w.pth"
-    torch.save(state, path, _use_new_zipfile_serialization=zipped)
-    loaded = load_state_dict(path)
-    assert set(loaded) == set(state)
-    assert all(torch.equal(loaded[key], state[key]) for key in state)
-
-
-@pytest.mark.parametrize("zipped", [True, False], ids=["zip", "legacy"])
-def test_load_state_dict_refuses_code_execution(tmp_path, zipped):
-    marker = tmp_path / "executed"
-    path = tmp_path / "evil.pth"
-    torch.save({"w": torch.zeros(2), "payload": _Evil(marker)}, path, _use_new_zipfile_serialization=zipped)
-
-    with pytest.raises(WeightsError) as caught:
-        load_state_dict(path)
-
-    message = str(caught.value)
-    assert message.startswith(
-        f"{path}: refused to load: the file needs arbitrary code execution (not a plain weights file); "
-        "re-save it as a state dict"
-    )
-    assert "\n" not in message
-    assert not marker.exists()  # the payload never ran
-
-
-def test_load_state_dict_refuses_custom_classes(tmp_path):
-    path = tmp_path / "custom.pth"
-    torch.save({"w": torch.zeros(2), "obj": _Custom()}, path)
-    with pytest.raises(WeightsError, match=r"refused to load: .*_Custom"):
-        load_state_dict(path)
-
-
-@pytest.mark.parametrize("zipped", [True, False], ids=["zip", "legacy"])
-def test_load_state_dict_truncated_file(tmp_path, zipped):
-    path = tmp_path / "t.pth"
-    torch.save({"w": torch.randn(64, 64)}, path, _use_new_zipfile_serialization=zipped)
-    data = path.read_bytes()
-    for cut in (0, 10, len(data) // 2, len(data) - 10):
-        path.write_bytes(data[:cut])
-        with pytest.raises(WeightsError) as caught:
-            load_state_dict(path)
-        message = str(caught.value)
-        assert message.startswith(f"{path}: not a readable PyTorch weights file (") and "\n" not in message
-
-
-def test_load_state_dict_missing_or_garbage(tmp_path):
-    with pytest.raises(WeightsError, match=r"not a readable PyTorch weights file \(no such file\)"):
-        load_state_dict(tmp_path / "absent.pth")
-    garbage = tmp_path / "garbage.pth"
-    garbage.write_bytes(b"this is not a checkpoint at all")
-    with pytest.raises(WeightsError, match="not a readable PyTorch weights file"):
-        load_state_dict(garbage)
-
-
-def test_load_state_dict_real_legacy_file():
-    path = SHARED / "weights" / "detection_mobilenet0.25_Final.pth"
-    if not path.exists():
-        pytest.skip(f"../shared material not available: {path}")
-    state = load_state_dict(path)
-    assert "body.stage1.0.0.weight" in state
-    assert isinstance(state["body.stage1.0.0.weight"], torch.Tensor)
-
-
 # --- manifest and registry ---------------------------------------------------------
 
 
@@ -628,7 +543,7 @@ def test_cli_download_failure_is_an_error_line(server, register_plugin, isolated
 def test_model_dir_is_accepted_after_the_subcommand_too(tmp_path):
     from click.testing import CliRunner
 
-    from facefix.weights_cli import weights
+    from facefix.cli.weights import weights_group as weights
 
     (tmp_path / "detection_mobilenet0.25_Final.pth").write_bytes(b"stand-in")
     env = {"FACEFIX_HOME": str(tmp_path / "home")}

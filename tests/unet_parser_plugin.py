@@ -17,7 +17,7 @@ from torch import nn
 from facefix.components import Normalization
 from facefix.hookspecs import hookimpl
 from facefix.inference import segment
-from facefix.weights import load_state_dict
+from facefix.checkpoints import read_state
 
 # Output channel j of the network is CelebAMask-HQ class LABELS[j] (../shared/README.md).
 LABELS = np.array([0, 11, 6, 1, 9, 5, 2, 16, 8, 3, 12, 7, 14, 13, 10, 17, 18, 4, 15], np.uint8)
@@ -49,7 +49,7 @@ class LightUNet(nn.Module):
 class UNetParser:
     def __init__(self, weights: Path):
         self.model = LightUNet()
-        self.model.load_state_dict(load_state_dict(weights), strict=True)
+        self.model.load_state_dict(read_state(weights), strict=True)
         self.model.eval()
 
     def parse(self, faces: np.ndarray) -> np.ndarray:

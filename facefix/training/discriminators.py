@@ -2,7 +2,7 @@
 
 * :class:`StyleGAN2Discriminator`: the global discriminator of GFP-GAN, MMRB and
   CFGPFSSR (residual FIR-downsampling blocks, minibatch standard deviation). Built from
-  :mod:`facefix.stylegan2` blocks with basicsr's key names (``conv_body.*``,
+  :mod:`facefix.nn.stylegan2` blocks with basicsr's key names (``conv_body.*``,
   ``final_conv.*``, ``final_linear.*``), so a released ``GFPGANv1_net_d.pth`` loads.
 * :class:`MultiScalePatchDiscriminator`: PSFR-GAN's discriminator: ``num_d`` patch
   discriminators on an image pyramid (3x3 average pooling, stride 2, between scales),
@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from facefix.stylegan2 import BLUR_TAPS, ConvLayer, EqualLinear, ResBlock, channel_plan
+from facefix.nn.stylegan2 import BLUR_TAPS, ConvLayer, EqualLinear, ResBlock, channel_plan
 
 
 def minibatch_stddev(x: torch.Tensor, group_size: int = 4, num_features: int = 1) -> torch.Tensor:
@@ -46,7 +46,7 @@ class StyleGAN2Discriminator(nn.Module):
     """StyleGAN2's residual discriminator for ``size x size`` RGB images (32 … 1024).
 
     Returns logits ``(B, 1)``. ``channel_multiplier`` and ``narrow`` follow
-    :func:`facefix.stylegan2.channel_plan` (basicsr's table).
+    :func:`facefix.nn.stylegan2.channel_plan` (basicsr's table).
     """
 
     def __init__(

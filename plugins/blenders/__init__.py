@@ -174,7 +174,7 @@ def _poisson(context: ComponentContext) -> PoissonBlender:
 
 @hookimpl
 def register_blenders(register):
-    register("soft", _soft, description="feathered square mask, like facexlib's default paste")
+    register("soft", _soft, description="feathered square mask, like facexlib's default paste", rank=10)
     register(
         "parse",
         _parse,

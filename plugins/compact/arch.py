@@ -87,3 +87,21 @@ class CompactUNet(nn.Module):
 
     def config(self) -> dict[str, list[int]]:
         return {"channels": list(self.channels), "blocks": list(self.blocks), "up_blocks": list(self.up_blocks)}
+
+
+def build(config: dict) -> CompactUNet:
+    """The network a (stored or inferred) config describes."""
+    return CompactUNet(**config)
+
+
+def infer_config(state: dict) -> dict[str, list[int]]:
+    """The config whose layout ``state`` has: widths from the head and the strided convs,
+    block counts from the numbered residual blocks of each level."""
+    levels = 1 + sum(1 for key in state if key.startswith("downsamples.") and key.endswith(".weight"))
+    channels = [int(state["head.weight"].shape[0])]
+    channels += [int(state[f"downsamples.{level}.weight"].shape[0]) for level in range(levels - 1)]
+
+    def blocks(prefix: str, count: int) -> list[int]:
+        return [len({key.split(".")[2] for key in state if key.startswith(f"{prefix}.{level}.")}) for level in range(count)]
+
+    return {"channels": channels, "blocks": blocks("down_blocks", levels), "up_blocks": blocks("up_stages", levels - 1)}

@@ -4,7 +4,7 @@
 
 Keeps the EMA weights and the config, stores the weights in half precision (half the
 size; the loader widens them to float32, and the outputs move by under one 8-bit level),
-and prints the size and SHA-256 for ``weights/manifest.json``.
+and prints the size and SHA-256 for the card's weights entry (``plugins/compact/__init__.py``).
 """
 
 from __future__ import annotations
@@ -15,12 +15,13 @@ from pathlib import Path
 import torch
 
 from facefix.atomic import atomic_path
+from facefix.networks import load_network
 from facefix.weights import sha256_file
-from facefix_plugins.compact import load_compact
+from facefix_plugins.compact import CARD
 
 
 def release(source: Path, target: Path) -> tuple[int, str]:
-    network = load_compact(source)  # refuses anything that isn't a loadable compact checkpoint
+    network = load_network(CARD, source).module  # refuses anything that isn't a loadable compact checkpoint
     shipped = {
         "params_ema": {key: value.half() for key, value in network.state_dict().items()},
         "config": network.config(),

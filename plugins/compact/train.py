@@ -34,7 +34,7 @@ class CompactRecipe:
     needs_masks = False
     defaults = DEFAULTS
 
-    def __init__(self) -> None:
+    def __init__(self, card: Any = None) -> None:
         self.options: dict[str, Any] = dict(DEFAULTS)
         self.iters = 1
 

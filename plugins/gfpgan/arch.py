@@ -26,13 +26,13 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from facefix.stylegan2 import (
+from facefix.nn.stylegan2 import (
     BLUR_TAPS,
     LRELU_SLOPE,
     ConvLayer,
@@ -59,14 +59,6 @@ OFFICIAL_CONFIGS: dict[str, dict[str, Any]] = {
         num_mlp=8, input_is_latent=True, different_w=True, narrow=1, sft_half=True,
     ),
 }  # fmt: skip
-
-
-def select_params(checkpoint: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The network weights inside a released checkpoint: ``params_ema``, else ``params``, else itself."""
-    for key in ("params_ema", "params"):
-        if key in checkpoint:
-            return checkpoint[key]
-    return checkpoint
 
 
 def _check_fidelity(value: float) -> float:
@@ -114,9 +106,9 @@ class _GFPGAN(nn.Module):
 
     def _load_decoder(self, path: str | Path | None, freeze: bool) -> None:
         if path:
-            from facefix.weights import load_state_dict
+            from facefix.checkpoints import read_checkpoint
 
-            self.stylegan_decoder.load_state_dict(select_params(load_state_dict(path)))
+            self.stylegan_decoder.load_state_dict(read_checkpoint(path).state)
         if freeze:
             for parameter in self.stylegan_decoder.parameters():
                 parameter.requires_grad = False
@@ -387,5 +379,5 @@ def official_gfpgan(arch: str, **overrides: Any) -> GFPGANv1 | GFPGANv1Clean:
 
 __all__ = [
     "OFFICIAL_CONFIGS", "BilinearResBlock", "ConvUpLayer", "GFPGANv1", "GFPGANv1Clean", "ResUpBlock",
-    "official_gfpgan", "select_params",
+    "official_gfpgan",
 ]  # fmt: skip

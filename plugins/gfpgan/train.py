@@ -70,7 +70,7 @@ class GFPGANRecipe:
     needs_masks = False
     defaults = DEFAULTS
 
-    def __init__(self) -> None:
+    def __init__(self, card: Any = None) -> None:
         self.options: dict[str, Any] = dict(DEFAULTS)
         self.boxes: torch.Tensor | None = None
         self.perceptual = None
@@ -111,12 +111,11 @@ class GFPGANRecipe:
         return models
 
     def _load_prior(self, generator: torch.nn.Module, path: Path) -> None:
+        from facefix.checkpoints import read_checkpoint
         from facefix.errors import WeightsError
-        from facefix.weights import load_state_dict
-        from facefix_plugins.gfpgan.arch import select_params
 
-        state = select_params(load_state_dict(path))
-        state = {key.removeprefix("stylegan_decoder."): value for key, value in state.items()}
+        # a bare StyleGAN2 generator, or a whole GFP-GAN file whose decoder is taken
+        state = {key.removeprefix("stylegan_decoder."): value for key, value in read_checkpoint(path).state.items()}
         result = generator.stylegan_decoder.load_state_dict(state, strict=False)
         if result.missing_keys:
             raise WeightsError(f"{path}: not a StyleGAN2 generator of this size and width "

@@ -7,17 +7,20 @@ CodeFormer's extra ``weight`` input is fed from ``--fidelity``.
 
 from __future__ import annotations
 
+from typing import Any
+
 from facefix.components import ComponentContext
 from facefix.errors import ComponentError
 from facefix.hookspecs import hookimpl
-from facefix.onnx import OnnxRestorer
 
 
-def _build(context: ComponentContext) -> OnnxRestorer:
-    path = context.options.get("onnx") or context.weights_path
+def _build(context: ComponentContext) -> Any:
+    from facefix.onnx import OnnxRestorer  # onnxruntime (and torch) load only when it runs
+
+    path = context.onnx_path or context.weights_path
     if path is None:
         raise ComponentError("the onnx restorer needs a model: pass --onnx FILE")
-    return OnnxRestorer(path, context.device, fidelity=context.options.get("fidelity"))
+    return OnnxRestorer(path, context.device, fidelity=context.fidelity)
 
 
 @hookimpl

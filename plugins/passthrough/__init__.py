@@ -30,4 +30,5 @@ def _build(context: ComponentContext) -> PassthroughRestorer:
 
 @hookimpl
 def register_restorers(register):
-    register("passthrough", _build, description="returns the aligned face unchanged (pipeline checks)")
+    # last in the default choice: what runs when no restoring network is available at all
+    register("passthrough", _build, description="returns the aligned face unchanged (pipeline checks)", rank=90)

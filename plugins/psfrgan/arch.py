@@ -22,7 +22,7 @@ conditioning map exactly as the reference does.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -296,11 +296,3 @@ def official_parser(**overrides: Any) -> PSFRParseNet:
 def official_generator(**overrides: Any) -> PSFRGenerator:
     """The architecture of ``psfrgan_epoch15_net_G.pth`` (options may be overridden)."""
     return PSFRGenerator(**{**OFFICIAL_GENERATOR_CONFIG, **overrides})
-
-
-def strip_module_prefix(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Drop a ``module.`` (DataParallel) prefix if every key has one."""
-    keys = list(state_dict)
-    if keys and all(key.startswith("module.") for key in keys):
-        return {key[len("module."):]: value for key, value in state_dict.items()}
-    return dict(state_dict)

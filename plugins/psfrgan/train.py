@@ -23,11 +23,12 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
 from facefix.errors import FacefixError
+from facefix.networks import load_network
 from facefix.training.discriminators import MultiScalePatchDiscriminator
 from facefix.training.losses import build_vgg, feature_matching_loss, l1_loss, multiscale_gan_loss, semantic_style_loss
 from facefix.training.metrics import class_iou, confusion_matrix
 from facefix.training.trainer import TrainConfig, set_requires_grad
-from facefix_plugins.psfrgan import conditioning_map, labels_onehot, load_parser
+from facefix_plugins.psfrgan.network import conditioning_map, labels_onehot
 from facefix_plugins.psfrgan.arch import PARSE_CLASSES, PSFRGenerator, PSFRParseNet
 
 STYLE_LAYERS = ("relu3_1", "relu4_1", "relu5_1")
@@ -57,7 +58,7 @@ class PSFRParseRecipe:
     needs_masks = True
     defaults = PARSER_DEFAULTS
 
-    def __init__(self) -> None:
+    def __init__(self, card: Any = None) -> None:
         self.options: dict[str, Any] = dict(PARSER_DEFAULTS)
 
     def architecture(self, config: TrainConfig) -> dict[str, Any]:
@@ -139,8 +140,9 @@ class PSFRGANRecipe:
     needs_masks = False
     defaults = GENERATOR_DEFAULTS
 
-    def __init__(self) -> None:
+    def __init__(self, card: Any) -> None:
         self.options: dict[str, Any] = dict(GENERATOR_DEFAULTS)
+        self.card = card  # the generator's card: it names the parser's card (carries["parser"])
         self.parser: PSFRParseNet | None = None
         self.vgg = None
 
@@ -160,7 +162,8 @@ class PSFRGANRecipe:
                 num_d=int(o["num_d"]), n_layers=int(o["d_layers"]), base_channels=int(o["d_channels"]),
                 input_channels=3 + PARSE_CLASSES).to(device)
         if o["parser_weights"]:
-            self.parser = load_parser(Path(o["parser_weights"])).to(device).eval()
+            parser_card = self.card.carries["parser"]
+            self.parser = load_network(parser_card, Path(o["parser_weights"])).module.to(device).eval()
             set_requires_grad(self.parser, False)
         if o["style"]:
             resolver = WeightsResolver(model_dir=Path(o["model_dir"]) if o["model_dir"] else None)

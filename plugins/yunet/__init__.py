@@ -39,10 +39,9 @@ class YuNetDetector:
 
 
 def _build(context: ComponentContext) -> YuNetDetector:
-    confidence = float(context.options.get("detection_threshold") or DEFAULT_CONFIDENCE)
-    return YuNetDetector(context.resolve_weights("yunet"), confidence, DEFAULT_NMS)
+    return YuNetDetector(context.resolve_weights("yunet"), context.threshold(DEFAULT_CONFIDENCE), DEFAULT_NMS)
 
 
 @hookimpl
 def register_detectors(register):
-    register("yunet", _build, description="OpenCV YuNet: tiny ONNX detector, fast on CPU", weights=("yunet",))
+    register("yunet", _build, description="OpenCV YuNet: tiny ONNX detector, fast on CPU", weights=("yunet",), rank=40)

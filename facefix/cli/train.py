@@ -1,7 +1,7 @@
-"""``facefix train NAME``: one command builder shared by every network's recipe.
+"""``facefix train NAME``: the command every network card with a recipe gets.
 
 Common options (data, size, iterations, batch, precision, checkpoints, resume, config
-file) live here; a recipe adds its own as ``(flag, recipe key, click kwargs)``.
+file) live here; a card's recipe adds its own as ``(flag, recipe key, click kwargs)``.
 Precedence: recipe defaults < ``--config FILE`` < command-line flags.
 """
 
@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
 
+from facefix.cards import NetworkCard
 from facefix.errors import FacefixError
 
 
-def train_command(name: str, make_recipe: Callable[[], Any], recipe_options: list[tuple[str, str, dict]],
-                  default_size: int = 512, help_text: str = "") -> click.Command:
+def train_command(card: NetworkCard) -> click.Command:
+    """``facefix train COMMAND`` for a card with a :class:`~facefix.cards.Training`."""
+    training = card.training
+    name, recipe_options, default_size = card.train_command, training.options, training.size
+
     def command(**values: Any) -> None:
         try:
             run(values)
@@ -31,7 +35,7 @@ def train_command(name: str, make_recipe: Callable[[], Any], recipe_options: lis
         from facefix.inference import select_device
         from facefix.training.trainer import Trainer, TrainConfig
 
-        recipe = make_recipe()
+        recipe = training.recipe(card)
         settings: dict[str, Any] = {"network": name, "size": default_size, "recipe": dict(recipe.defaults)}
         if values["config_file"] is not None:
             from_file = TrainConfig.from_file(values["config_file"])
@@ -93,4 +97,4 @@ def train_command(name: str, make_recipe: Callable[[], Any], recipe_options: lis
         options.append(click.option(flag, key, **kwargs))
     for option in reversed(options):
         command = option(command)
-    return click.command(name=name, help=help_text or f"Train {name} on aligned faces.")(command)
+    return click.command(name=name, help=training.help or f"Train {card.title} on aligned faces.")(command)

@@ -1,7 +1,4 @@
-"""``facefix weights``: list, download, verify and locate weights files.
-
-The root CLI adds this group with ``cli.add_command(weights)``.
-"""
+"""``facefix weights``: list, download, verify and locate weights files."""
 
 from __future__ import annotations
 
@@ -41,7 +38,7 @@ def _errors_to_exit(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-@click.group()
+@click.group(name="weights")
 @click.option(
     "--model-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -50,7 +47,7 @@ def _errors_to_exit(func: Callable[..., Any]) -> Callable[..., Any]:
     help="Folder searched for weights files before the cache (env FACEFIX_MODEL_DIR).",
 )
 @click.pass_context
-def weights(ctx: click.Context, model_dir: Path | None) -> None:
+def weights_group(ctx: click.Context, model_dir: Path | None) -> None:
     """List, download, verify and locate weights files."""
     ctx.obj = _Options(model_dir=model_dir)
 
@@ -75,7 +72,7 @@ def _resolver(options: _Options, **kwargs: Any) -> WeightsResolver:
     return WeightsResolver(model_dir=options.model_dir, **kwargs)
 
 
-@weights.command("list")
+@weights_group.command("list")
 @_model_dir_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @_pass_options
@@ -124,7 +121,7 @@ def list_command(options: _Options, as_json: bool) -> None:
         click.echo("  ".join(cells).rstrip())
 
 
-@weights.command("download")
+@weights_group.command("download")
 @_model_dir_option
 @click.argument("name")
 @click.option("--force", is_flag=True, help="Download again even when the cache has the file.")
@@ -138,7 +135,7 @@ def download_command(options: _Options, name: str, force: bool, quiet: bool) -> 
     click.echo(str(path))
 
 
-@weights.command("verify")
+@weights_group.command("verify")
 @_model_dir_option
 @click.argument("names", nargs=-1)
 @_pass_options
@@ -156,7 +153,7 @@ def verify_command(options: _Options, names: tuple[str, ...]) -> None:
         raise click.exceptions.Exit(1)
 
 
-@weights.command("path")
+@weights_group.command("path")
 @_model_dir_option
 @click.argument("name")
 @_pass_options

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import click
 
-from facefix.cli import component_options, fail
+from facefix.cli.common import fail
+from facefix.cli.options import component_options
+from facefix.compose import ComponentSelection
 from facefix.errors import FacefixError
-from facefix.tracking import DEFAULT_BETA, DEFAULT_MIN_CUTOFF
+from facefix.video.tracking import DEFAULT_BETA, DEFAULT_MIN_CUTOFF
 
 #: Appended to the input's name when no ``-o`` is given.
 DEFAULT_SUFFIX = "_restored"
@@ -18,7 +20,7 @@ DEFAULT_SUFFIX = "_restored"
 
 def default_output(source: Path) -> Path:
     """``clip.mp4`` → ``clip_restored.mp4`` beside it (``.mp4`` for types facefix can't write)."""
-    from facefix.video import CONTAINERS
+    from facefix.video.commands import CONTAINERS
 
     suffix = source.suffix if source.suffix.lower() in CONTAINERS else ".mp4"
     return source.with_name(f"{source.stem}{DEFAULT_SUFFIX}{suffix}")
@@ -29,7 +31,7 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def _time_option(value: str | None, name: str) -> float | None:
-    from facefix.video import parse_time
+    from facefix.video.commands import parse_time
 
     try:
         return parse_time(value)
@@ -38,7 +40,7 @@ def _time_option(value: str | None, name: str) -> float | None:
     return None
 
 
-@click.command()
+@click.command(name="video")
 @click.argument("source", metavar="IN", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help=f"Output video (default: IN's name with {DEFAULT_SUFFIX!r} added, beside it). "
@@ -61,13 +63,9 @@ def _time_option(value: str | None, name: str) -> float | None:
               help="One-Euro minimum cutoff (Hz): lower smooths a still face more.")
 @click.option("--smooth-beta", type=click.FloatRange(min=0), default=DEFAULT_BETA, show_default=True,
               help="One-Euro speed coefficient: higher follows fast motion with less lag.")
-def video(source: Path, output: Path | None, detector: str | None, parser_name: str | None, restorer: str | None,
-          blender: str | None, upscale: float, device: str, model_dir: Path | None, weights_path: Path | None,
-          parser_weights_path: Path | None, fidelity: float | None, backend: str, precision: str,
-          onnx_path: Path | None, batch_size: int, only_center_face: bool, largest_face: bool, min_face_size: float,
-          detection_threshold: float | None, color_match: bool, quiet: bool, crf: float | None, codec: str,
-          preset: str | None, pix_fmt: str, start: str | None, end: str | None, detect_every: int,
-          smoothing: bool, smooth_cutoff: float, smooth_beta: float) -> None:
+def video_command(source: Path, output: Path | None, selection: ComponentSelection, faces, quiet: bool,
+                  crf: float | None, codec: str, preset: str | None, pix_fmt: str, start: str | None, end: str | None,
+                  detect_every: int, smoothing: bool, smooth_cutoff: float, smooth_beta: float) -> None:
     """Restore every face in the video IN.
 
     Frames stream through ffmpeg pipes (never to disk, never all in memory); faces are
@@ -76,15 +74,9 @@ def video(source: Path, output: Path | None, detector: str | None, parser_name: 
     name only when it is complete.
     """
     from facefix import compose
-    from facefix.video import (
-        EncodeSettings,
-        VideoOptions,
-        VideoRestorer,
-        check_codec,
-        find_ffmpeg,
-        output_container,
-        probe,
-    )
+    from facefix.video.commands import EncodeSettings, check_codec, output_container
+    from facefix.video.ffmpeg import find_ffmpeg, probe
+    from facefix.video.restorer import VideoOptions, VideoRestorer
 
     start_s, end_s = _time_option(start, "--start"), _time_option(end, "--end")
     target = output if output is not None else default_output(source)
@@ -96,26 +88,20 @@ def video(source: Path, output: Path | None, detector: str | None, parser_name: 
         if start_s is not None and end_s is not None and end_s <= start_s:
             raise FacefixError(f"--end ({end}) must be after --start ({start})")
         info = probe(source, ffmpeg_exe)  # a bad input fails before any network loads
-        built, chosen, torch_device = compose.assemble(
-            detector=detector, parser=parser_name, restorer=restorer, blender=blender, aligned=False,
-            device=device, model_dir=model_dir, weights_path=weights_path, parser_weights_path=parser_weights_path,
-            fidelity=fidelity, backend=backend, precision=precision, onnx_path=onnx_path,
-            detection_threshold=detection_threshold, quiet=quiet, note=lambda message: click.echo(message, err=True),
-        )
+        assembly = compose.assemble(selection, quiet=quiet, note=lambda message: click.echo(message, err=True))
         options = VideoOptions(
-            upscale=upscale, only_center_face=only_center_face, largest_face=largest_face,
-            min_face_size=min_face_size, batch_size=batch_size, color_match=color_match, detect_every=detect_every,
-            smoothing=smoothing, smooth_cutoff=smooth_cutoff, smooth_beta=smooth_beta, start=start_s, end=end_s,
+            faces=faces, detect_every=detect_every, smoothing=smoothing, smooth_cutoff=smooth_cutoff,
+            smooth_beta=smooth_beta, start=start_s, end=end_s,
             encode=EncodeSettings(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt), quiet=quiet,
         )
         runner = VideoRestorer(
-            restorer=built["restorer"], detector=built["detector"], blender=built["blender"],
-            parser=built.get("parser"), options=options, ffmpeg_exe=ffmpeg_exe,
+            restorer=assembly.get("restorer"), detector=assembly.get("detector"), blender=assembly.get("blender"),
+            parser=assembly.get("parser"), options=options, ffmpeg_exe=ffmpeg_exe,
         )
         if not quiet:
             width, height = info.display_size
             audio = ", ".join(info.audio) if info.audio else "none"
-            click.echo(f"facefix: {', '.join(chosen)} on {torch_device}", err=True)
+            click.echo(assembly.describe(), err=True)
             click.echo(f"facefix: {source}: {width}x{height}, {info.fps or '?'} fps, "
                        f"{info.frames_between(start_s, end_s)} frames, audio: {audio}", err=True)
         # `kill` (SIGTERM) cleans up as Ctrl-C does: the temporary file goes too

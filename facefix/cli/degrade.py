@@ -1,7 +1,4 @@
-"""``facefix degrade``: write synthetic low-quality copies of face images.
-
-The root CLI adds this command with ``cli.add_command(degrade)``.
-"""
+"""``facefix degrade``: write synthetic low-quality copies of face images."""
 
 from __future__ import annotations
 
@@ -71,7 +68,7 @@ def _error_text(error: BaseException, path: Path) -> str:
     return f"{path}: {' '.join(text.split())}"
 
 
-@click.command()
+@click.command(name="degrade")
 @click.argument("source", metavar="IN", type=click.Path(exists=True, path_type=Path))
 @click.argument("output", metavar="OUT", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--preset", type=click.Choice(sorted(PRESETS)), default="gfpgan", show_default=True,
@@ -90,7 +87,7 @@ def _error_text(error: BaseException, path: Path) -> str:
                    "was grayed and the recipe grays targets too), for evaluation sets.")
 @click.option("--recursive", "-r", is_flag=True, help="Descend into sub-folders of IN.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar (errors and the summary are still shown).")
-def degrade(source: Path, output: Path, preset: str, config_path: Path | None, seed: int, size: int | None,
+def degrade_command(source: Path, output: Path, preset: str, config_path: Path | None, seed: int, size: int | None,
             ext: str, hq_dir: Path | None, recursive: bool, quiet: bool) -> None:
     """Write degraded copies of the images in IN (a file or folder) to the folder OUT.
 

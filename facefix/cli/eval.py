@@ -19,6 +19,9 @@ from typing import Any
 import click
 import numpy as np
 
+from facefix.cli.options import selection_options
+from facefix.compose import ComponentSelection
+
 
 def _pairs(predictions: Path, ground_truth: Path) -> tuple[list[tuple[Path, Path]], list[str]]:
     from facefix.image_io import find_images
@@ -83,29 +86,28 @@ def evaluate(predictions: Path, ground_truth: Path, parser: Any | None = None, m
 @click.argument("ground_truth", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--masks", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Ground-truth parsing masks (PNG labels, same stems): adds parse-mIoU of the restored faces.")
-@click.option("--parser", "parser_name", help="Parser that reads the restored faces for --masks (default: the best "
-              "one whose weights are on disk).")
-@click.option("--parser-weights", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path), envvar="FACEFIX_MODEL_DIR")
-@click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="auto", show_default=True)
+@selection_options("parser", "parser_weights", "model_dir", "device", help_texts={
+    "parser": "Parser that reads the restored faces for --masks (default: the best one whose weights are on disk).",
+    "parser_weights": "Weights file for that parser (e.g. one trained with `facefix train psfrgan-parse`).",
+    "model_dir": "Folder with weights files, used as given (also FACEFIX_MODEL_DIR)."})
 @click.option("--json", "as_json", is_flag=True, help="Print every score as JSON instead of the table.")
 @click.option("--per-image", is_flag=True, help="Add a table row per image.")
-@click.option("--quiet", "-q", is_flag=True)
-def eval_command(predictions: Path, ground_truth: Path, masks: Path | None, parser_name: str | None,
-                 parser_weights: Path | None, model_dir: Path | None, device: str, as_json: bool, per_image: bool,
-                 quiet: bool) -> None:
+def eval_command(predictions: Path, ground_truth: Path, masks: Path | None, selection: ComponentSelection,
+                 as_json: bool, per_image: bool, quiet: bool) -> None:
     """Score restored faces in PREDICTIONS against GROUND_TRUTH (PSNR, SSIM, MS-SSIM[, parse-mIoU])."""
     from facefix import compose
     from facefix.errors import FacefixError
     from facefix.inference import select_device
     from facefix.weights import WeightsResolver
 
+    parser_name = selection.chosen_parser
     try:
         parser = None
         if masks is not None:
-            resolver = WeightsResolver(model_dir=model_dir, progress=not quiet)
+            resolver = WeightsResolver(model_dir=selection.model_dir, progress=not quiet)
             spec = compose.choose("parser", parser_name, resolver)
-            parser = compose.build(spec, device=select_device(device), resolver=resolver, weights_path=parser_weights)
+            parser = compose.build(spec, device=select_device(selection.device), resolver=resolver,
+                                   selection=selection, weights_path=selection.parser_weights)
             parser_name = spec.name
         result = evaluate(predictions, ground_truth, parser, masks, quiet=quiet or as_json)
     except FacefixError as error:

@@ -1,0 +1,60 @@
+"""``facefix export NAME``: the ONNX export every exportable restorer card gets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from facefix.cards import NetworkCard
+from facefix.cli.common import fail
+from facefix.onnx import DEFAULT_OPSET
+
+
+def export_command(card: NetworkCard) -> click.Command:
+    """``facefix export NAME [--variant TAG]``: the variant's weights (or ``--weights``) to ONNX,
+    checked and compared with PyTorch."""
+    tags = [variant.tag for variant in card.variants]
+    default = card.default_variant.tag if card.default_variant else None
+
+    @click.command(name=card.name, help=f"Export the {card.title} restorer to ONNX, check it and compare with PyTorch.")
+    @click.option("--variant", type=click.Choice(tags) if tags else None, default=default, show_default=True,
+                  help="Which released weights (ignored with --weights).", hidden=not tags)
+    @click.option("--weights", "weights_path", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+                  help="Weights file (default: the variant's registered checkpoint).")
+    @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+    @click.option("--opset", type=click.IntRange(11, 23), default=DEFAULT_OPSET, show_default=True)
+    @click.option("--dynamic-batch", is_flag=True, help="Let the batch size vary at run time.")
+    @click.option("--fp16", is_flag=True, help="Half-precision weights and I/O (for GPUs).")
+    @click.option("--fidelity", type=click.FloatRange(0, 1), default=None, help="Baked into the exported graph.")
+    @click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path), envvar="FACEFIX_MODEL_DIR")
+    @click.option("--sample", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+                  help="Aligned face image to compare PyTorch and onnxruntime on.")
+    def command(variant, weights_path, output, opset, dynamic_batch, fp16, fidelity, model_dir, sample):
+        import cv2
+
+        from facefix import compose, plugins
+        from facefix.errors import FacefixError
+        from facefix.image_io import read_image
+        from facefix.onnx import export_restorer
+        from facefix.weights import WeightsResolver
+
+        try:
+            resolver = WeightsResolver(model_dir=model_dir)
+            spec = next(spec for spec in plugins.components(card.kind).values()
+                        if spec.card is card and (spec.tag == variant or spec.tag is None))
+            selection = compose.ComponentSelection(fidelity=fidelity, device="cpu")
+            restorer = compose.build(spec, device="cpu", resolver=resolver, selection=selection,
+                                     weights_path=weights_path)
+            face = None
+            if sample is not None:
+                face = cv2.resize(read_image(sample).bgr8(), (restorer.input_size, restorer.input_size),
+                                  interpolation=cv2.INTER_AREA)
+            report = export_restorer(restorer, output, opset=opset, dynamic_batch=dynamic_batch, fp16=fp16,
+                                     sample=face)
+        except FacefixError as error:
+            fail(str(error))
+        click.echo(f"exported {spec.name} to {report.path} (opset {report.opset}); ONNX checker passed; "
+                   f"max |onnxruntime - torch| = {report.max_abs_difference:.2e} on a {restorer.input_size}px face")
+
+    return command

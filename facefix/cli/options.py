@@ -1,0 +1,112 @@
+"""The component options ``restore``, ``video`` and ``eval`` share, gathered into objects.
+
+:func:`component_options` adds the options and hands the command two typed objects
+instead of twenty loose values: ``selection`` (a
+:class:`~facefix.compose.ComponentSelection`: which components run, and how) and
+``faces`` (a :class:`~facefix.pipeline.FaceOptions`: which faces, and how they go
+back). ``quiet`` stays a plain value. :func:`selection_options` adds a subset of the
+selection's options, for commands that build only some components (``eval``).
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from facefix.compose import ComponentSelection
+
+def _option(*decls: str, **kwargs: Any) -> tuple[tuple[str, ...], dict[str, Any]]:
+    return decls, kwargs
+
+
+#: ComponentSelection field -> its option (declarations, click keyword arguments)
+SELECTION_OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
+    "detector": _option("--detector", help="Face detector (default: the best one whose weights are on disk)."),
+    "parser": _option("--parser", help="Face parser, or 'none' (default: only when a component needs one)."),
+    "restorer": _option("--restorer", help="Face restorer (see `facefix plugins`; default: the best one whose "
+                                                "weights are on disk, or the network that --weights holds)."),
+    "blender": _option("--blender", default=None,
+                            help="Paste-back blender: soft, parse, poisson, ... (default: soft)."),
+    "device": _option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="auto", show_default=True),
+    "model_dir": _option("--model-dir", type=click.Path(file_okay=False, path_type=Path),
+                              envvar="FACEFIX_MODEL_DIR",
+                              help="Folder with weights files, used as given (also FACEFIX_MODEL_DIR)."),
+    "weights": _option("--weights", type=click.Path(dir_okay=False, path_type=Path),
+                            help="Weights file for the restorer; without --restorer, its network is read from the file."),
+    "parser_weights": _option("--parser-weights", type=click.Path(dir_okay=False, path_type=Path),
+                                   help="Weights file for the parser (e.g. one trained with "
+                                        "`facefix train psfrgan-parse`)."),
+    "fidelity": _option("--fidelity", type=click.FloatRange(0, 1), default=None,
+                             help="Restorers that support it: 0 = strongest restoration, 1 = most faithful "
+                                  "conditioning."),
+    "backend": _option("--backend", type=click.Choice(["auto", "torch", "compile", "onnx"]), default="auto",
+                            show_default=True,
+                            help="How the restorer runs: auto = the fastest measured for the device (onnxruntime on "
+                                 "CPU, exported on first use and cached; PyTorch on GPU)."),
+    "precision": _option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32",
+                              show_default=True, help="Arithmetic precision for the torch and compile backends."),
+    "onnx": _option("--onnx", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+                         help="ONNX file for --backend onnx or --restorer onnx."),
+    "detection_threshold": _option("--detection-threshold", type=click.FloatRange(0, 1), default=None,
+                                        help="Detector confidence threshold (detector's default when omitted)."),
+}
+#: FaceOptions field -> its option
+FACE_OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
+    "upscale": _option("--upscale", type=click.FloatRange(min=0.05, max=16), default=1.0, show_default=True,
+                            help="Scale of the output image; faces are pasted at the matching scale."),
+    "batch_size": _option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True,
+                               help="Faces per restorer batch (faces from several images share a batch)."),
+    "only_center_face": _option("--only-center-face", is_flag=True,
+                                     help="Restore only the face nearest the image centre."),
+    "largest_face": _option("--largest-face", is_flag=True, help="Restore only the largest face."),
+    "min_face_size": _option("--min-face-size", type=click.FloatRange(min=0), default=0, show_default=True,
+                                  help="Skip faces whose box is smaller than this many pixels."),
+    "color_match": _option("--color-match", is_flag=True,
+                                help="Match each restored face's colour statistics to the original."),
+}
+QUIET_OPTION = click.option("--quiet", "-q", is_flag=True, help="No progress bar or notes (errors are still shown).")
+#: The order ``--help`` lists them in.
+_ORDER = ("detector", "parser", "restorer", "blender", "upscale", "device", "model_dir", "weights", "parser_weights",
+          "fidelity", "backend", "precision", "onnx", "batch_size", "only_center_face", "largest_face",
+          "min_face_size", "detection_threshold", "color_match")
+
+
+def _gather(command: Callable[..., Any], selection_fields: tuple[str, ...], with_faces: bool,
+            help_texts: dict[str, str] | None = None) -> Callable[..., Any]:
+    @functools.wraps(command)
+    def wrapper(**values: Any) -> Any:
+        selection = ComponentSelection(**{name: values.pop(name) for name in selection_fields})
+        if with_faces:
+            from facefix.pipeline import FaceOptions
+
+            values["faces"] = FaceOptions(**{name: values.pop(name) for name in FACE_OPTIONS})
+        return command(selection=selection, **values)
+
+    decorated = wrapper
+    fields = [name for name in _ORDER if name in selection_fields or (with_faces and name in FACE_OPTIONS)]
+    decorated = QUIET_OPTION(decorated)
+    specs = {**SELECTION_OPTIONS, **FACE_OPTIONS}
+    for name in reversed(fields):
+        decls, kwargs = specs[name]
+        if help_texts and name in help_texts:
+            kwargs = {**kwargs, "help": help_texts[name]}
+        decorated = click.option(*decls, **kwargs)(decorated)
+    return decorated
+
+
+def component_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Every component and face option; the command gets ``selection``, ``faces`` and ``quiet``."""
+    return _gather(command, tuple(SELECTION_OPTIONS), with_faces=True)
+
+
+def selection_options(*fields: str, help_texts: dict[str, str] | None = None
+                      ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Some of the selection's options (and ``--quiet``); the command gets ``selection`` and
+    ``quiet``. ``help_texts`` words an option's help for this command."""
+    unknown = set(fields) - set(SELECTION_OPTIONS)
+    if unknown:
+        raise ValueError(f"not selection options: {', '.join(sorted(unknown))}")
+    return lambda command: _gather(command, fields, with_faces=False, help_texts=help_texts)

@@ -1,0 +1,63 @@
+"""facexlib's ParseNet and BiSeNet as facefix parsers (CelebAMask-HQ's label order)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from facefix.checkpoints import load_into, read_checkpoint
+from facefix.components import ComponentContext, Normalization
+from facefix.compat import ensure_torchvision
+from facefix.inference import segment
+
+# ParseNet (PSFR-GAN's parser) was trained on CelebAMask-HQ's own order.
+PARSENET_LABELS = np.arange(19, dtype=np.uint8)
+# BiSeNet (face-parsing.PyTorch) orders its classes differently: channel j is
+# CelebAMask-HQ class BISENET_LABELS[j].
+BISENET_LABELS = np.array([0, 1, 6, 7, 4, 5, 3, 8, 9, 15, 2, 10, 11, 12, 17, 16, 18, 13, 14], np.uint8)
+
+NETWORK_SIZE = 512
+
+
+class FacexlibParser:
+    def __init__(self, model, normalization: Normalization, labels: np.ndarray, device: str, output_index: int):
+        self.model = model.eval().to(device)
+        self.normalization = normalization
+        self.labels = labels
+        self.device = device
+        self.output_index = output_index
+
+    def parse(self, faces: np.ndarray) -> np.ndarray:
+        return segment(
+            self.model,
+            faces,
+            network_size=NETWORK_SIZE,
+            normalization=self.normalization,
+            device=self.device,
+            label_map=self.labels,
+            output_index=self.output_index,
+        )
+
+
+def _load(model, weights: Path, what: str):
+    return load_into(model, read_checkpoint(weights).state, weights, f"not a facexlib {what} checkpoint")
+
+
+def build_parsenet(context: ComponentContext) -> FacexlibParser:
+    ensure_torchvision()
+    from facexlib.parsing.parsenet import ParseNet
+
+    model = _load(ParseNet(in_size=NETWORK_SIZE, out_size=NETWORK_SIZE, parsing_ch=19), context.resolve_weights("parsenet"), "ParseNet")
+    # ParseNet returns (parsing logits, restored image); facexlib normalises with 0.5/0.5.
+    return FacexlibParser(model, Normalization(), PARSENET_LABELS, context.device, output_index=0)
+
+
+def build_bisenet(context: ComponentContext) -> FacexlibParser:
+    ensure_torchvision()
+    from facexlib.parsing.bisenet import BiSeNet
+
+    model = _load(BiSeNet(num_class=19), context.resolve_weights("bisenet"), "BiSeNet")
+    imagenet = Normalization(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    # BiSeNet returns (main output, two auxiliary outputs).
+    return FacexlibParser(model, imagenet, BISENET_LABELS, context.device, output_index=0)
