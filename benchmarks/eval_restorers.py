@@ -8,7 +8,8 @@
 It runs ``facefix degrade`` once (``--save-hq`` keeps the exact targets), then for each
 ``--restorer [LABEL=]NAME[:WEIGHTS]`` ``facefix restore --aligned`` and ``facefix eval
 --json``, and prints a Markdown table: mean PSNR (and its change from the degraded
-input), SSIM, MS-SSIM, and how many faces score above their degraded input.
+input), SSIM, LPIPS, NIQE, ids, deg and fd_sface (those whose weights ``--model-dir``
+holds), and how many faces score above their degraded input in PSNR.
 """
 
 from __future__ import annotations
@@ -34,8 +35,13 @@ def parse_restorer(text: str) -> tuple[str, str, str | None]:
     return label or spec, name, weights or None
 
 
-def scores(predictions: Path, targets: Path) -> dict:
-    return json.loads(facefix("eval", str(predictions), str(targets), "--json", "--quiet"))
+COLUMNS = (("ssim", "SSIM", 4), ("ms_ssim", "MS-SSIM", 4), ("lpips", "LPIPS", 4), ("niqe", "NIQE", 2),
+           ("ids", "ids", 4), ("deg", "deg", 1), ("fd_sface", "fd_sface", 3))
+
+
+def scores(predictions: Path, targets: Path, model_dir: str | None) -> dict:
+    extra = ["--model-dir", model_dir] if model_dir else []
+    return json.loads(facefix("eval", str(predictions), str(targets), "--json", "--quiet", *extra))
 
 
 def main() -> None:
@@ -46,13 +52,14 @@ def main() -> None:
     parser.add_argument("--seed", default="0")
     parser.add_argument("--size", default="512")
     parser.add_argument("--restorer", action="append", default=[], help="[LABEL=]NAME[:WEIGHTS]; repeat")
+    parser.add_argument("--model-dir", help="weights of the metrics (LPIPS, NIQE, SFace) and of the restorers")
     args = parser.parse_args()
 
     degraded, targets = args.work / "degraded", args.work / "targets"
     if not degraded.exists():
         facefix("degrade", str(args.faces), str(degraded), "--preset", args.preset, "--seed", args.seed,
                 "--size", args.size, "--save-hq", str(targets), "--quiet")
-    baseline = scores(degraded, targets)
+    baseline = scores(degraded, targets, args.model_dir)
     before = {row["file"].rsplit(".", 1)[0]: row["psnr"] for row in baseline["images"]}
     rows = [("degraded input", baseline, None)]
     for text in args.restorer:
@@ -61,21 +68,25 @@ def main() -> None:
         command = ["restore", str(degraded), str(out), "--aligned", "--restorer", name, "--quiet"]
         if weights:
             command += ["--weights", weights]
+        if args.model_dir:
+            command += ["--model-dir", args.model_dir]
         facefix(*command)
-        result = scores(out, targets)
+        result = scores(out, targets, args.model_dir)
         better = sum(row["psnr"] > before[row["file"].rsplit(".", 1)[0]] for row in result["images"])
         rows.append((label, result, better))
 
     base = baseline["mean"]["psnr"]
     print(f"{baseline['count']} faces of {args.faces}, `facefix degrade --preset {args.preset} --seed {args.seed} "
           f"--size {args.size}`\n")
-    print("| | mean PSNR | change | SSIM | MS-SSIM | faces above their input |")
-    print("|---|---:|---:|---:|---:|---:|")
+    columns = [column for column in COLUMNS if column[0] in baseline["mean"]]
+    print("| | mean PSNR | change | " + " | ".join(title for _, title, _ in columns) + " | faces above their input |")
+    print("|---|---:|---:|" + "---:|" * len(columns) + "---:|")
     for label, result, better in rows:
         mean = result["mean"]
         change = "" if better is None else f"{mean['psnr'] - base:+.2f} dB"
         count = "" if better is None else f"{better}/{result['count']}"
-        print(f"| {label} | {mean['psnr']:.2f} dB | {change} | {mean['ssim']:.4f} | {mean['ms_ssim']:.4f} | {count} |")
+        cells = " | ".join(f"{mean[key]:.{digits}f}" for key, _, digits in columns)
+        print(f"| {label} | {mean['psnr']:.2f} dB | {change} | {cells} | {count} |")
 
 
 if __name__ == "__main__":

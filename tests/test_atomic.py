@@ -49,6 +49,9 @@ def test_a_checkpoint_that_fails_to_save_leaves_the_last_good_one(tmp_path, monk
 
     class Engine:
         out = tmp_path
+        models = {"generator": torch.nn.Linear(2, 2)}
+        ema = torch.nn.Linear(2, 2)
+        _check_weights = trainer_module.Trainer._check_weights
 
         def checkpoint_state(self):
             return {"step": 1}

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from facefix.cli import cli
 from facefix.image_io import read_image
-from facefix.training.metrics import ms_ssim, psnr, ssim
+from facefix.metrics.pixel import ms_ssim, psnr, ssim
 from facefix.checkpoints import read_state
 from conftest import PROJECT, shared_path
 

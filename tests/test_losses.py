@@ -36,7 +36,7 @@ from facefix.training.losses import (
     r1_penalty,
     semantic_style_loss,
 )
-from facefix.training.metrics import batch_psnr, ms_ssim, psnr, ssim
+from facefix.metrics.pixel import batch_psnr, ms_ssim, psnr, ssim
 from facefix.weights import WeightsResolver, get_entry
 
 

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from facefix.cli import cli
 from facefix.errors import WeightsError
-from facefix.training.metrics import class_iou, confusion_matrix, mean_iou
+from facefix.metrics.parsing import class_iou, confusion_matrix, mean_iou
 from facefix.checkpoints import read_state
 from facefix.weights import get_entry
 from facefix.networks import load_network

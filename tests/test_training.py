@@ -141,3 +141,71 @@ def test_log_columns_stay_aligned_when_losses_come_and_go(tmp_path):
     rows = read_rows(tmp_path / "log.csv")
     assert [row["l1"] for row in rows] == ["0.5", "0.4", "0.3"]
     assert [row["r1"] for row in rows] == ["0.01", "", ""] and rows[2]["gan"] == "0.2"
+
+
+# --- divergence, and the loss networks that exist here --------------------------------
+
+
+def test_a_diverging_run_stops_in_one_line_and_keeps_the_last_good_checkpoint(faces, tmp_path):
+    """lr 50 sends compact's loss to 1e13 and then NaN: the run stops with one line and
+    exit 1; no checkpoint with non-finite weights is ever written."""
+    run = tmp_path / "run"
+    result = CliRunner().invoke(cli, [
+        "train", "compact", "--data", str(faces / "images"), "--out", str(run), "--size", "64", "--crop", "0",
+        "--iters", "40", "--batch-size", "2", "--workers", "0", "--val-every", "0", "--checkpoint-every", "1",
+        "--lr", "50", "--quiet"], catch_exceptions=False)
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.output
+    assert "diverged at step" in lines[0] and "--lr" in lines[0] and "--max-grad-norm" in lines[0]
+    assert not (run / "final.pth").exists()
+    if (run / "last.pth").exists():  # a checkpoint from before the divergence
+        assert "last good checkpoint" in lines[0]
+        state = torch.load(run / "last.pth", weights_only=True)
+        assert all(torch.isfinite(tensor).all() for tensor in state["ema"].values())
+
+
+def test_the_guard_reads_nan_and_explosions_but_not_noise():
+    from facefix.training.trainer import DivergenceGuard
+
+    guard = DivergenceGuard()
+    for step in range(30):  # a loss that wobbles, and a discriminator resting near zero
+        assert guard.problem({"l1": 0.05 + 0.01 * (step % 3), "d": 0.001 * (step % 5), "d_grad_norm": 3.0}) is None
+    assert guard.problem({"l1": 0.5, "d": 2.0}) is None  # a tenfold jump is training, not divergence
+    assert "running level" in guard.problem({"l1": 1.4e9, "d": 0.1})
+    early = DivergenceGuard()  # an explosion in the first steps is caught too
+    assert early.problem({"l1": 0.16}) is None and "l1 is 1.9e+30" in early.problem({"l1": 1.9e30})
+    assert "nan" in DivergenceGuard().problem({"l1": float("nan")})
+    assert "inf" in DivergenceGuard().problem({"g_grad_norm": float("inf")})
+
+
+def test_gfpgan_from_scratch_with_vgg16_and_sface(faces, tmp_path, shared_weights):
+    """The default learning rate trains from scratch; VGG16 perceptual/style and SFace
+    identity losses run, finite and logged."""
+    run = tmp_path / "run"
+    result = train("--data", faces / "images", "--out", run, "--model-dir", shared_weights, "--size", "64",
+                   "--width", "0.125", "--style-dim", "64", "--channel-multiplier", "1", "--batch-size", "2",
+                   "--workers", "0", "--iters", "12", "--val-every", "0", "--perceptual-net", "vgg16",
+                   "--identity-net", "sface", "--quiet")
+    assert result.exit_code == 0, result.output
+    rows = read_rows(run / "log.csv")
+    assert [int(row["step"]) for row in rows] == [1, 10]
+    for row in rows:
+        for key in ("l1", "perceptual", "identity", "gan", "g"):
+            assert math.isfinite(float(row[key])), key
+    assert float(rows[-1]["l1"]) < 1.0  # [-1, 1] images: the old 2e-3 default was at 1e9 by now
+    config = torch.load(run / "last.pth", weights_only=True)["config"]["recipe"]
+    assert config["perceptual_net"] == "vgg16" and config["identity_net"] == "sface"
+
+
+def test_vgg_loads_torchvisions_whole_file_and_the_features_only_file(tmp_path, shared_weights):
+    from facefix.nn.vgg import VGGFeatures
+
+    features = torch.load(shared_weights / "vgg16_imagenet_features.pth", weights_only=True)
+    whole = dict(features, **{"classifier.0.weight": torch.zeros(4096, 25088), "classifier.0.bias": torch.zeros(4096)})
+    torch.save(whole, tmp_path / "vgg16-397923af.pth")
+    from_features = VGGFeatures("vgg16", ("conv3_3", "relu5_3"), shared_weights / "vgg16_imagenet_features.pth")
+    from_whole = VGGFeatures("vgg16", ("conv3_3", "relu5_3"), tmp_path / "vgg16-397923af.pth")
+    image = torch.rand(1, 3, 64, 64) * 2 - 1
+    assert torch.equal(from_features(image)["relu5_3"], from_whole(image)["relu5_3"])
+    assert torch.equal(from_features.features[0].weight, features["features.0.weight"])

@@ -7,6 +7,7 @@ from typing import Sequence
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from facefix.checkpoints import build_strict, read_checkpoint
 
@@ -113,3 +114,11 @@ def load_arcface(path: Path | str) -> ArcFaceResNet18:
                            optional=lambda key: key.endswith("num_batches_tracked"))
     network.requires_grad_(False)
     return network.eval()
+
+
+def gray_resize_for_identity(images: torch.Tensor, size: int = 128) -> torch.Tensor:
+    """ArcFace's input as GFP-GAN prepares it: ``0.2989 R + 0.5870 G + 0.1140 B`` on the
+    ``[-1, 1]`` values (no rescaling, no crop: the whole aligned face), then bilinear
+    resize to ``size x size`` (``align_corners=False``, no antialias)."""
+    gray = 0.2989 * images[:, 0] + 0.5870 * images[:, 1] + 0.1140 * images[:, 2]
+    return F.interpolate(gray[:, None], size=(size, size), mode="bilinear", align_corners=False)

@@ -16,6 +16,7 @@ import contextlib
 import copy
 import csv
 import json
+import math
 import os
 import subprocess
 import sys
@@ -35,7 +36,7 @@ from facefix.errors import FacefixError
 from facefix.image_io import write_image
 from facefix.training.data import FaceDataset, list_faces, split, to_image
 from facefix.training.degradations import PRESETS, DegradationConfig
-from facefix.training.metrics import psnr, ssim
+from facefix.metrics.pixel import psnr, ssim
 
 
 @dataclass
@@ -79,6 +80,45 @@ class TrainConfig:
         if preset not in PRESETS:
             raise FacefixError(f"unknown degradation preset {preset!r}; presets: {', '.join(sorted(PRESETS))}")
         return PRESETS[preset].with_overrides(options)
+
+
+class Diverged(FacefixError):
+    """The run stopped because its losses or weights stopped being sensible numbers."""
+
+
+class DivergenceGuard:
+    """Watches every logged loss: a value that is not finite, or one that jumps far above
+    its own running level, means the run has diverged.
+
+    Each loss's level starts at its first value and follows an exponential moving
+    average of its magnitude, with a floor so that losses resting near zero (a
+    discriminator's) can still move. A value ``EXPLOSION`` times above the level is an
+    explosion, from the second step on: a run can explode within its first few steps,
+    and a level that had absorbed the explosion would never see it. Gradient norms are
+    watched for finiteness only.
+    """
+
+    EXPLOSION = 100.0
+    FLOOR = 0.1
+    DECAY = 0.9
+
+    def __init__(self) -> None:
+        self.levels: dict[str, float] = {}
+
+    def problem(self, logs: dict[str, float]) -> str | None:
+        """What is wrong with this step's logs, or None."""
+        for key, value in logs.items():
+            if not math.isfinite(value):
+                return f"{key} is {value}"
+            level = self.levels.get(key)
+            if key.endswith("_grad_norm") or level is None:
+                continue
+            if abs(value) > self.EXPLOSION * max(level, self.FLOOR):
+                return f"{key} is {value:.3g}, {abs(value) / max(level, self.FLOOR):.3g} times its running level {level:.3g}"
+        for key, value in logs.items():
+            level = self.levels.get(key)
+            self.levels[key] = abs(value) if level is None else self.DECAY * level + (1 - self.DECAY) * abs(value)
+        return None
 
 
 class Recipe(Protocol):
@@ -259,7 +299,22 @@ class Trainer:
             "data": {"train_faces": len(self.train_set), "val_faces": len(self.val_set), "data": self.config.data},
         }
 
+    def _diverged(self, what: str, step: int) -> Diverged:
+        last = self.out / "last.pth"
+        kept = (f"the last good checkpoint, {last}, is kept (resume with --resume after changing the settings)"
+                if last.exists() else "no checkpoint was written")
+        return Diverged(f"training {self.recipe.name} diverged at step {step}: {what}; stopped, {kept}; "
+                        "try a lower --lr, or clip gradients with --max-grad-norm 1")
+
+    def _check_weights(self) -> None:
+        """A checkpoint is never written with weights that are no longer numbers."""
+        for name, module in {**self.models, "ema": self.ema}.items():
+            for parameter in module.parameters():
+                if not torch.isfinite(parameter).all():
+                    raise self._diverged(f"the {name}'s weights are no longer finite", self.step)
+
     def save(self, name: str) -> Path:
+        self._check_weights()
         path = self.out / name
         with atomic_path(path) as temporary:
             torch.save(self.checkpoint_state(), temporary)
@@ -362,6 +417,7 @@ class Trainer:
         started = time.perf_counter()
         if self.main_process and config.val_every and self.step == 0:
             self._report("before training", self.validate())  # the baseline every later row compares with
+        guard = DivergenceGuard()
         try:
             while self.step < config.iters:
                 self.train_set.epoch = epoch
@@ -377,6 +433,9 @@ class Trainer:
                     for module in self.models.values():
                         module.train()
                     self.recipe.train_step(batch, self.models, context)
+                    problem = guard.problem(context.logs)
+                    if problem is not None:
+                        raise self._diverged(problem, self.step + 1)  # steps count from 1, as in log.csv
                     self._update_ema()
                     self.step += 1
                     bar.update(1)

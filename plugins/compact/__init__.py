@@ -27,8 +27,18 @@ TRAIN_OPTIONS = (
     ("--channels", "channels", {"callback": _levels, "help": "Channels per level, comma-separated (default 24,48,96,192)."}),
     ("--blocks", "blocks", {"callback": _levels,
                             "help": "Residual blocks per level on the way down (default 0,1,2,4)."}),
-    ("--lr", "lr", {"type": float, "help": "Peak learning rate (default 5e-4; cosine decay to a tenth)."}),
+    ("--lr", "lr", {"type": float, "help": "Peak learning rate (default 2e-4; cosine decay to a tenth)."}),
     ("--crop", "crop", {"type": click.IntRange(min=0), "help": "Random crop of each degraded face (default 256; 0: whole)."}),
+    ("--perceptual-weight", "perceptual_weight",
+     {"type": click.FloatRange(min=0), "help": "Weight of the VGG perceptual loss beside L1 (default 0: off)."}),
+    ("--perceptual-net", "perceptual_net", {"type": click.Choice(["vgg16", "vgg19"]),
+                                            "help": "VGG for the perceptual loss (default vgg16)."}),
+    ("--identity-weight", "identity_weight",
+     {"type": click.FloatRange(min=0), "help": "Weight of the identity loss (default 0: off)."}),
+    ("--identity-net", "identity_net", {"type": click.Choice(["sface", "arcface"]),
+                                        "help": "Identity network (default sface)."}),
+    ("--init", "init", {"type": click.Path(exists=True, dir_okay=False),
+                        "help": "Start from this compact checkpoint (its architecture wins over --channels/--blocks)."}),
 )
 
 V1 = WeightsEntry(

@@ -17,6 +17,7 @@ import torch
 from facefix.training.components import component_boxes, detect_landmarks, flip_boxes
 from facefix.training.discriminators import StyleGAN2Discriminator
 from facefix.training.losses import (
+    DEFAULT_LAYER_WEIGHTS,
     FacialComponentLoss,
     build_identity,
     build_perceptual,
@@ -39,16 +40,19 @@ DEFAULTS: dict[str, Any] = {
     "num_style_feat": 512,
     "num_mlp": 8,
     "d_width": 1.0,
-    "lr_g": 2e-3,
-    "lr_d": 2e-3,
-    "lr_components": 2e-3,
+    # None: the paper's 2e-3 with --pretrained-prior (it fine-tunes a trained StyleGAN2),
+    # else 2e-4: from scratch 2e-3 drives the losses to 1e9 within ten steps
+    "lr_g": None,
+    "lr_d": None,
+    "lr_components": None,
     "pixel_weight": 0.1,
     "pyramid_weight": 1.0,
     "pyramid_until": 50_000,
     "perceptual": True,
     "perceptual_weight": 1.0,
     "style_weight": 50.0,
-    "perceptual_layers": {"conv1_2": 0.1, "conv2_2": 0.1, "conv3_4": 1.0, "conv4_4": 1.0, "conv5_4": 1.0},
+    "perceptual_net": "vgg19",  # the paper's; vgg16 where only VGG16 weights exist
+    "perceptual_layers": None,  # None: DEFAULT_LAYER_WEIGHTS[perceptual_net] (GFP-GAN's, on the matching layers)
     "gan": True,
     "gan_weight": 0.1,
     "r1_weight": 10.0,
@@ -58,6 +62,7 @@ DEFAULTS: dict[str, Any] = {
     "component_style_weight": 200.0,
     "identity": True,
     "identity_weight": 10.0,
+    "identity_net": "arcface",  # the paper's; or sface
     "pretrained_prior": None,
     "fix_decoder": False,
     "model_dir": None,
@@ -104,10 +109,11 @@ class GFPGANRecipe:
         if o["components"]:
             models["components"] = FacialComponentLoss().to(device)
         if o["perceptual"]:
-            self.perceptual = build_perceptual(resolver, "vgg19", layer_weights=o["perceptual_layers"],
+            layers = o["perceptual_layers"] or DEFAULT_LAYER_WEIGHTS[o["perceptual_net"]]
+            self.perceptual = build_perceptual(resolver, o["perceptual_net"], layer_weights=layers,
                                                style_weight=o["style_weight"]).to(device)
         if o["identity"]:
-            self.identity = build_identity(resolver).to(device)
+            self.identity = build_identity(resolver, net=o["identity_net"]).to(device)
         return models
 
     def _load_prior(self, generator: torch.nn.Module, path: Path) -> None:
@@ -128,17 +134,23 @@ class GFPGANRecipe:
                                          model_dir=model_dir, quiet=trainer.quiet)
             self.boxes = torch.from_numpy(np.stack([component_boxes(p) for p in landmarks]))
 
+    def lr(self, key: str) -> float:
+        value = self.options[key]
+        if value is None:
+            return 2e-3 if self.options["pretrained_prior"] else 2e-4
+        return float(value)
+
     def build_optimizers(self, models, config):
         o = self.options
         generator_params = [p for p in models["generator"].parameters() if p.requires_grad]
-        optimizers = {"generator": torch.optim.Adam(generator_params, lr=o["lr_g"], betas=(0.9, 0.99))}
+        optimizers = {"generator": torch.optim.Adam(generator_params, lr=self.lr("lr_g"), betas=(0.9, 0.99))}
         if "discriminator" in models:
             # lazy R1: StyleGAN2 rescales the D optimiser for the regularisation interval
             ratio = o["r1_every"] / (o["r1_every"] + 1)
             optimizers["discriminator"] = torch.optim.Adam(
-                models["discriminator"].parameters(), lr=o["lr_d"] * ratio, betas=(0.9**ratio, 0.99**ratio))
+                models["discriminator"].parameters(), lr=self.lr("lr_d") * ratio, betas=(0.9**ratio, 0.99**ratio))
         if "components" in models:
-            optimizers["components"] = torch.optim.Adam(models["components"].parameters(), lr=o["lr_components"],
+            optimizers["components"] = torch.optim.Adam(models["components"].parameters(), lr=self.lr("lr_components"),
                                                         betas=(0.9, 0.99))
         return optimizers
 

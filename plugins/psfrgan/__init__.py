@@ -33,12 +33,16 @@ GENERATOR_OPTIONS = (
       "inputs; stored in final.pth. Without it the generator is conditioned on the --masks labels."}),
     ("--max-channels", "max_channels", {"type": int, "help": "Widest feature map (official: 1024)."}),
     ("--d-channels", "d_channels", {"type": int, "help": "First discriminator width (official: 64)."}),
+    ("--perceptual-net", "perceptual_net", {"type": click.Choice(["vgg19", "vgg16"]),
+                                            "help": "VGG of the semantic style loss (default vgg19, the reference's)."}),
+    ("--lr", "lr_g", {"type": float, "help": "Generator learning rate (default 1e-4)."}),
     ("--no-style", "style", {"flag_value": False, "default": None,
-                             "help": "No semantic-aware style loss (it needs VGG19 weights)."}),
+                             "help": "No semantic-aware style loss (it needs VGG weights)."}),
     ("--no-gan", "gan", {"flag_value": False, "default": None,
                          "help": "No adversarial or feature-matching loss (pixel loss only)."}),
 )
 PARSER_OPTIONS = (
+    ("--lr", "lr", {"type": float, "help": "Learning rate (default 2e-4)."}),
     ("--max-channels", "max_channels", {"type": int, "help": "Widest feature map (official: 256)."}),
     ("--base-channels", "base_channels", {"type": int, "help": "First layer width (official: 64)."}),
     ("--res-depth", "res_depth", {"type": int, "help": "Residual blocks at the bottleneck (official: 10)."}),

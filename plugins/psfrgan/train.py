@@ -26,7 +26,7 @@ from facefix.errors import FacefixError
 from facefix.networks import load_network
 from facefix.training.discriminators import MultiScalePatchDiscriminator
 from facefix.training.losses import build_vgg, feature_matching_loss, l1_loss, multiscale_gan_loss, semantic_style_loss
-from facefix.training.metrics import class_iou, confusion_matrix
+from facefix.metrics.parsing import class_iou, confusion_matrix
 from facefix.training.trainer import TrainConfig, set_requires_grad
 from facefix_plugins.psfrgan.network import conditioning_map, labels_onehot
 from facefix_plugins.psfrgan.arch import PARSE_CLASSES, PSFRGenerator, PSFRParseNet
@@ -129,6 +129,7 @@ GENERATOR_DEFAULTS: dict[str, Any] = {
     "style_weight": 1000.0,
     "gan": True,
     "style": True,
+    "perceptual_net": "vgg19",  # the semantic style loss's VGG: the reference's, or vgg16 (same relu3_1/4_1/5_1)
     "parser_weights": None,
     "model_dir": None,
 }
@@ -167,7 +168,7 @@ class PSFRGANRecipe:
             set_requires_grad(self.parser, False)
         if o["style"]:
             resolver = WeightsResolver(model_dir=Path(o["model_dir"]) if o["model_dir"] else None)
-            self.vgg = build_vgg(resolver, "vgg19", STYLE_LAYERS, hint="--no-style").to(device)
+            self.vgg = build_vgg(resolver, o["perceptual_net"], STYLE_LAYERS, hint="--no-style").to(device)
         return models
 
     def setup(self, trainer) -> None:

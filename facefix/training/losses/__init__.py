@@ -14,7 +14,7 @@ a module's constructor takes a weight explicitly (:class:`PerceptualLoss`).
 Recipes import the names from here.
 """
 
-from facefix.nn.arcface import ArcFaceResNet18, IRBlock, load_arcface
+from facefix.nn.arcface import ArcFaceResNet18, IRBlock, gray_resize_for_identity, load_arcface
 from facefix.nn.vgg import (
     DEFAULT_LAYER_WEIGHTS,
     GFPGAN_LAYER_WEIGHTS,
@@ -32,14 +32,14 @@ from facefix.training.losses.components import (
     roi_crops,
 )
 from facefix.training.losses.gan import GAN_KINDS, feature_matching_loss, gan_loss, multiscale_gan_loss, r1_penalty
-from facefix.training.losses.identity import IdentityLoss, gray_resize_for_identity
+from facefix.training.losses.identity import IdentityLoss
 from facefix.training.losses.perceptual import PerceptualLoss, build_perceptual
 from facefix.training.losses.pixel import gram_matrix, image_pyramid, l1_loss, mse_loss, pyramid_l1
-from facefix.training.losses.pretrained import build_identity, build_vgg
+from facefix.training.losses.pretrained import IDENTITY_NETWORKS, build_identity, build_vgg
 from facefix.training.losses.style import semantic_style_loss
 
 __all__ = [
-    "COMPONENTS", "DEFAULT_LAYER_WEIGHTS", "GAN_KINDS", "GFPGAN_LAYER_WEIGHTS", "IMAGENET_MEAN", "IMAGENET_STD",
+    "COMPONENTS", "DEFAULT_LAYER_WEIGHTS", "GAN_KINDS", "IDENTITY_NETWORKS", "GFPGAN_LAYER_WEIGHTS", "IMAGENET_MEAN", "IMAGENET_STD",
     "VGG_LAYERS", "ArcFaceResNet18", "FacialComponentLoss", "IRBlock", "IdentityLoss", "PerceptualLoss",
     "VGGFeatures", "build_identity", "build_perceptual", "build_vgg", "feature_matching_loss", "gan_loss",
     "gram_matrix", "gray_resize_for_identity", "image_pyramid", "l1_loss", "load_arcface", "mse_loss",

@@ -1,32 +1,34 @@
-"""The identity loss: L1 between ArcFace embeddings of output and target."""
+"""The identity loss: L1 between face-identity embeddings of output and target.
+
+The embedding network is ArcFace (GFP-GAN's, :mod:`facefix.nn.arcface`) or SFace
+(:mod:`facefix.nn.sface`); each comes with the function that turns the training faces
+(FFHQ-aligned RGB in [-1, 1]) into its input, differentiably.
+"""
 
 from __future__ import annotations
 
+from typing import Callable
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-
-def gray_resize_for_identity(images: torch.Tensor, size: int = 128) -> torch.Tensor:
-    """GFP-GAN's identity preprocessing: ``0.2989 R + 0.5870 G + 0.1140 B`` on the
-    ``[-1, 1]`` values (no rescaling, no crop: the whole aligned face), then bilinear
-    resize to ``size x size`` (``align_corners=False``, no antialias)."""
-    gray = 0.2989 * images[:, 0] + 0.5870 * images[:, 1] + 0.1140 * images[:, 2]
-    return F.interpolate(gray[:, None], size=(size, size), mode="bilinear", align_corners=False)
+from facefix.nn.arcface import gray_resize_for_identity
 
 
 class IdentityLoss(nn.Module):
-    """L1 between ArcFace embeddings of output and target (target detached).
+    """L1 between embeddings of output and target (target detached).
 
     The network is kept frozen and in eval mode (BatchNorm running statistics, no
-    dropout), whatever ``train()`` is called with.
+    dropout), whatever ``train()`` is called with. ``prepare`` maps ``(B, 3, S, S)``
+    faces in [-1, 1] to the network's input (default: ArcFace's gray 128 px).
     """
 
-    def __init__(self, network: nn.Module, size: int = 128) -> None:
+    def __init__(self, network: nn.Module, prepare: Callable[[torch.Tensor], torch.Tensor] = gray_resize_for_identity
+                 ) -> None:
         super().__init__()
         self.network = network
-        self.size = size
+        self.prepare = prepare
         self.network.requires_grad_(False)
         self.network.eval()
 
@@ -35,5 +37,5 @@ class IdentityLoss(nn.Module):
 
     def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            target_embedding = self.network(gray_resize_for_identity(target, self.size))
-        return F.l1_loss(self.network(gray_resize_for_identity(output, self.size)), target_embedding)
+            target_embedding = self.network(self.prepare(target))
+        return F.l1_loss(self.network(self.prepare(output)), target_embedding)

@@ -12,6 +12,7 @@ from typing import Sequence
 
 from facefix.errors import WeightsError
 from facefix.nn.arcface import load_arcface
+from facefix.nn.sface import load_sface, sface_input
 from facefix.nn.vgg import VGG_LAYERS, VGGFeatures
 from facefix.training.losses.identity import IdentityLoss
 from facefix.weights import WeightsResolver
@@ -48,11 +49,21 @@ def build_vgg(
         raise WeightsError(f"{error}; or train with {hint}") from None
 
 
-def build_identity(resolver: WeightsResolver | None = None, explicit: Path | str | None = None) -> IdentityLoss:
-    """:class:`IdentityLoss` with the registry's ``arcface-resnet18`` weights; a missing or
-    unreadable file raises a one-line :class:`WeightsError` ending ``or train with --no-identity``."""
-    path = resolve_with_hint(resolver, "arcface-resnet18", "--no-identity", explicit)
+#: identity network -> (registry name, loader, the input it wants from [-1, 1] faces)
+IDENTITY_NETWORKS = ("arcface", "sface")
+
+
+def build_identity(resolver: WeightsResolver | None = None, explicit: Path | str | None = None,
+                   net: str = "arcface") -> IdentityLoss:
+    """:class:`IdentityLoss` on ``arcface`` (GFP-GAN's ResNet-18, registry ``arcface-resnet18``)
+    or ``sface`` (OpenCV Zoo's SFace ONNX file, registry ``sface``); a missing or unreadable
+    file raises a one-line :class:`WeightsError` ending ``or train with --no-identity``."""
+    if net not in IDENTITY_NETWORKS:
+        raise ValueError(f"unknown identity network {net!r}; expected one of {', '.join(IDENTITY_NETWORKS)}")
+    path = resolve_with_hint(resolver, "arcface-resnet18" if net == "arcface" else "sface", "--no-identity", explicit)
     try:
-        return IdentityLoss(load_arcface(path))
+        if net == "arcface":
+            return IdentityLoss(load_arcface(path))
+        return IdentityLoss(load_sface(path), sface_input)
     except WeightsError as error:
         raise WeightsError(f"{error}; or train with --no-identity") from None

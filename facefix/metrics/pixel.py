@@ -1,4 +1,4 @@
-"""Image quality metrics for validation and ``facefix eval``.
+"""Full-reference pixel metrics (PSNR, SSIM, MS-SSIM) for validation and ``facefix eval``.
 
 The numpy metrics take two ``H x W x C`` (or ``H x W``) ``uint8`` images of the same
 shape (any channel order: every channel is treated alike) and compute in float64.
@@ -34,6 +34,23 @@ def _pair(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if a.ndim == 2:
         a, b = a[..., None], b[..., None]
     return a, b
+
+
+#: MATLAB's rgb2gray weights (R, G, B): the luminance the IQA toolbox scores SSIM on.
+RGB2GRAY = (0.298936021293775, 0.587043074451121, 0.114020904255103)
+
+
+def luminance(bgr: np.ndarray) -> np.ndarray:
+    """MATLAB's ``rgb2gray`` of a BGR ``uint8`` image, rounded to ``uint8`` as MATLAB does.
+
+    ``facefix eval --y-channel`` scores this: the reference IQA toolbox (and MATLAB's own
+    SSIM script) compare luminance, while facefix's default compares RGB.
+    """
+    if bgr.ndim == 2:
+        return bgr
+    b, g, r = (bgr[..., index].astype(np.float64) for index in range(3))
+    gray = RGB2GRAY[0] * r + RGB2GRAY[1] * g + RGB2GRAY[2] * b
+    return np.clip(np.rint(gray), 0, 255).astype(np.uint8)
 
 
 def psnr(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:
@@ -131,32 +148,4 @@ def batch_psnr(output: torch.Tensor, target: torch.Tensor, data_range: float = 2
     return 10 * torch.log10(data_range**2 / mse)
 
 
-__all__ = ["MS_SSIM_WEIGHTS", "batch_psnr", "gaussian_window", "ms_ssim", "psnr", "ssim"]
-
-
-def confusion_matrix(predicted: np.ndarray, target: np.ndarray, num_classes: int = 19) -> np.ndarray:
-    """``(num_classes, num_classes)`` pixel counts: row = true class, column = predicted.
-
-    Label maps of any matching shape; target labels outside ``[0, num_classes)`` are ignored.
-    Sum the matrices of several images to score a whole set.
-    """
-    predicted, target = np.asarray(predicted).ravel().astype(np.int64), np.asarray(target).ravel().astype(np.int64)
-    if predicted.shape != target.shape:
-        raise ValueError(f"label maps differ in size: {predicted.size} vs {target.size}")
-    valid = (target >= 0) & (target < num_classes)
-    index = target[valid] * num_classes + np.clip(predicted[valid], 0, num_classes - 1)
-    return np.bincount(index, minlength=num_classes**2).reshape(num_classes, num_classes)
-
-
-def class_iou(confusion: np.ndarray) -> np.ndarray:
-    """IoU per class (NaN for a class absent from both prediction and target)."""
-    confusion = np.asarray(confusion, np.float64)
-    intersection = np.diag(confusion)
-    union = confusion.sum(0) + confusion.sum(1) - intersection
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(union > 0, intersection / union, np.nan)
-
-
-def mean_iou(confusion: np.ndarray) -> float:
-    """Mean IoU over the classes present in the prediction or the target (the usual mIoU)."""
-    return float(np.nanmean(class_iou(confusion)))
+__all__ = ["MS_SSIM_WEIGHTS", "batch_psnr", "gaussian_window", "luminance", "ms_ssim", "psnr", "ssim"]
