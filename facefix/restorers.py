@@ -33,6 +33,7 @@ class TorchRestorer:
         weights: Path | None = None,
         precisions: tuple[str, ...] = ("fp32", "bf16", "fp16"),
         exportable: bool = True,
+        export_tag: str = "",
     ):
         self.module = module.eval().to(device)
         self.input_size = input_size
@@ -44,6 +45,7 @@ class TorchRestorer:
         self.weights = weights  # the file the module was loaded from, if any
         self.precisions = precisions  # what the network is known to run correctly in
         self.exportable = exportable  # whether it converts to ONNX (auto picks onnxruntime on CPU)
+        self.export_tag = export_tag  # what else an export bakes in (e.g. the fidelity), for its cache key
 
     def forward(self, batch: torch.Tensor, parsing: torch.Tensor | None = None) -> torch.Tensor:
         """Normalised input → normalised output (override for extra inputs or outputs)."""
@@ -67,8 +69,22 @@ class TorchRestorer:
 
     def export_key(self) -> str:
         """Identifies what an export of this restorer contains (for caching exports): the
-        name and, when loaded from a file, that file's path, size and modification time."""
-        if self.weights is None:
-            return self.name
-        stat = self.weights.stat()
-        return f"{self.name}:{self.weights.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+        name and, when loaded from a file, that file's path, size and modification time,
+        then the export tag (settings baked into the graph, such as the fidelity)."""
+        key = self.name
+        if self.weights is not None:
+            stat = self.weights.stat()
+            key = f"{self.name}:{self.weights.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+        return f"{key}:{self.export_tag}" if self.export_tag else key
+
+
+class ImageOnly(torch.nn.Module):
+    """A network that returns ``(image, extras)`` (intermediate RGB outputs for training
+    losses), reduced to its image: one input, one output, as restoring and ONNX want."""
+
+    def __init__(self, network: torch.nn.Module):
+        super().__init__()
+        self.network = network
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.network(x, return_rgb=False)[0]

@@ -333,6 +333,41 @@ class ResBlock(nn.Module):
         return (self.conv2(self.conv1(x)) + self.skip(x)) / math.sqrt(2.0)
 
 
+class ConvUpLayer(nn.Module):
+    """Bilinear 2x upsampling, then an equalized conv, then an optional activation.
+
+    Keys: ``weight``; ``bias`` only without activation; ``activation.bias`` with the
+    fused activation.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        padding: int = 0,
+        bias: bool = True,
+        bias_init: float = 0.0,
+        activate: bool = True,
+    ) -> None:
+        super().__init__()
+        self.stride = stride
+        self.padding = padding
+        self.weight_gain = 1.0 / math.sqrt(in_channels * kernel_size**2)
+        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
+        self.bias = nn.Parameter(torch.full((out_channels,), float(bias_init))) if bias and not activate else None
+        if not activate:
+            self.activation = None
+        else:
+            self.activation = FusedLeakyReLU(out_channels) if bias else ScaledLeakyReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+        x = F.conv2d(x, self.weight * self.weight_gain, self.bias, stride=self.stride, padding=self.padding)
+        return x if self.activation is None else self.activation(x)
+
+
 # --------------------------------------------------------------------------- style layers
 
 
@@ -745,7 +780,7 @@ class StyleGAN2Generator(nn.Module):
 
 
 __all__ = [
-    "BLUR_TAPS", "FLAVOURS", "LRELU_GAIN", "LRELU_SLOPE", "Blur", "ConstantInput", "ConvLayer",
+    "BLUR_TAPS", "FLAVOURS", "LRELU_GAIN", "LRELU_SLOPE", "Blur", "ConstantInput", "ConvLayer", "ConvUpLayer",
     "EqualConv2d", "EqualLinear", "FeatureHook", "FusedLeakyReLU", "ModulatedConv2d", "NoiseBank",
     "PixelNorm", "ResBlock", "ScaledLeakyReLU", "StyleConv", "StyleGAN2Generator", "ToRGB",
     "channel_plan", "channel_split_sft", "fused_leaky_relu", "make_blur_kernel", "mapping_network",

@@ -36,9 +36,9 @@ from facefix.nn.stylegan2 import (
     BLUR_TAPS,
     LRELU_SLOPE,
     ConvLayer,
+    ConvUpLayer,
     EqualConv2d,
     EqualLinear,
-    FusedLeakyReLU,
     ResBlock,
     ScaledLeakyReLU,
     StyleGAN2Generator,
@@ -177,41 +177,6 @@ def _sft_branches(channels: dict[int, int], log_size: int, sft_half: bool, make_
 
 
 # --------------------------------------------------------------------------- GFPGANv1 (original ops)
-
-
-class ConvUpLayer(nn.Module):
-    """Bilinear 2x upsampling, then an equalized conv, then an optional activation.
-
-    Keys: ``weight``; ``bias`` only without activation; ``activation.bias`` with the
-    fused activation.
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int,
-        stride: int = 1,
-        padding: int = 0,
-        bias: bool = True,
-        bias_init: float = 0.0,
-        activate: bool = True,
-    ) -> None:
-        super().__init__()
-        self.stride = stride
-        self.padding = padding
-        self.weight_gain = 1.0 / math.sqrt(in_channels * kernel_size**2)
-        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
-        self.bias = nn.Parameter(torch.full((out_channels,), float(bias_init))) if bias and not activate else None
-        if not activate:
-            self.activation = None
-        else:
-            self.activation = FusedLeakyReLU(out_channels) if bias else ScaledLeakyReLU()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
-        x = F.conv2d(x, self.weight * self.weight_gain, self.bias, stride=self.stride, padding=self.padding)
-        return x if self.activation is None else self.activation(x)
 
 
 class ResUpBlock(nn.Module):

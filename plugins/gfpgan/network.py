@@ -23,7 +23,7 @@ import torch
 from facefix.components import ComponentContext
 from facefix.errors import WeightsError
 from facefix.networks import LoadedNetwork
-from facefix.restorers import TorchRestorer
+from facefix.restorers import ImageOnly, TorchRestorer
 from facefix_plugins.gfpgan.arch import OFFICIAL_CONFIGS, GFPGANv1, GFPGANv1Clean
 
 ARCHITECTURES = {"original": GFPGANv1, "clean": GFPGANv1Clean}
@@ -94,24 +94,10 @@ def accepts_config(stored: Mapping[str, Any]) -> bool:
     return "arch" in stored
 
 
-class ImageOnly(torch.nn.Module):
-    """The network without its intermediate RGB outputs: one input, one output (ONNX)."""
-
-    def __init__(self, network: torch.nn.Module):
-        super().__init__()
-        self.network = network
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.network(x, return_rgb=False)[0]
-
-
-class GFPGANRestorer(TorchRestorer):
-    def export_key(self) -> str:
-        return f"{super().export_key()}:{self.module.network.fidelity}"  # fidelity is baked into the graph
-
-
-def restorer(network: LoadedNetwork, context: ComponentContext, name: str) -> GFPGANRestorer:
-    network.module.fidelity = 1.0 if context.fidelity is None else float(context.fidelity)
+def restorer(network: LoadedNetwork, context: ComponentContext, name: str) -> TorchRestorer:
+    fidelity = 1.0 if context.fidelity is None else float(context.fidelity)
+    network.module.fidelity = fidelity
     size = int(network.config["out_size"])
-    return GFPGANRestorer(ImageOnly(network.module), input_size=size, output_size=size, device=context.device,
-                          name=name, weights=network.path)
+    # the fidelity is baked into an export, so it is part of the export's cache key
+    return TorchRestorer(ImageOnly(network.module), input_size=size, output_size=size, device=context.device,
+                         name=name, weights=network.path, export_tag=str(network.module.fidelity))
