@@ -209,3 +209,17 @@ def test_vgg_loads_torchvisions_whole_file_and_the_features_only_file(tmp_path, 
     image = torch.rand(1, 3, 64, 64) * 2 - 1
     assert torch.equal(from_features(image)["relu5_3"], from_whole(image)["relu5_3"])
     assert torch.equal(from_features.features[0].weight, features["features.0.weight"])
+
+
+def test_lr_schedules_scale_every_group_from_its_own_rate():
+    from facefix.training.trainer import lr_factor
+
+    steps = {"kind": "multistep", "milestones": [5 / 7, 6 / 7], "gamma": 0.5}
+    assert [lr_factor(steps, i, 700) for i in (0, 499, 500, 599, 600, 699)] == [1, 1, 0.5, 0.5, 0.25, 0.25]
+    assert lr_factor({"kind": "multistep", "milestones": [100], "gamma": 0.1}, 100, 1000) == pytest.approx(0.1)
+    cosine = {"kind": "cosine", "warmup": 10, "final_ratio": 0.1}
+    assert lr_factor(cosine, 0, 110) == pytest.approx(0.1) and lr_factor(cosine, 9, 110) == 1.0
+    assert lr_factor(cosine, 10, 110) == 1.0 and lr_factor(cosine, 110, 110) == pytest.approx(0.1)
+    assert lr_factor({}, 5, 10) == 1.0
+    with pytest.raises(Exception, match="unknown lr schedule"):
+        lr_factor({"kind": "sawtooth"}, 0, 10)

@@ -63,6 +63,9 @@ class TrainConfig:
     max_grad_norm: float = 0.0  # clip each optimiser's gradient norm to this (0: no clipping)
     precision: str = "fp32"  # fp32 | bf16 | fp16
     degradation: dict[str, Any] = field(default_factory=dict)  # {"preset": NAME, overrides...}
+    #: every optimiser group's lr over the run, as a factor of its own: see :func:`lr_factor`
+    #: (empty: the recipe's ``lr_schedule()``, else constant)
+    lr_schedule: dict[str, Any] = field(default_factory=dict)
     recipe: dict[str, Any] = field(default_factory=dict)  # network-specific options
 
     @classmethod
@@ -80,6 +83,35 @@ class TrainConfig:
         if preset not in PRESETS:
             raise FacefixError(f"unknown degradation preset {preset!r}; presets: {', '.join(sorted(PRESETS))}")
         return PRESETS[preset].with_overrides(options)
+
+
+SCHEDULES = ("constant", "multistep", "cosine")
+
+
+def lr_factor(schedule: dict[str, Any], iteration: int, iters: int) -> float:
+    """The factor on every group's initial lr at ``iteration`` (0-based) of ``iters``.
+
+    * ``{"kind": "multistep", "milestones": [...], "gamma": 0.5}``: times ``gamma`` at each
+      milestone passed (a milestone below 1 is a fraction of ``iters``): the paper's
+      "piece-wise attenuation";
+    * ``{"kind": "cosine", "warmup": N, "final_ratio": r}``: linear warm-up over N steps,
+      then a cosine from 1 down to ``r``;
+    * ``{}`` or ``{"kind": "constant"}``: 1.
+    """
+    kind = schedule.get("kind", "constant")
+    if kind == "constant":
+        return 1.0
+    if kind == "multistep":
+        milestones = [m * iters if m < 1 else m for m in schedule.get("milestones", ())]
+        return float(schedule.get("gamma", 0.5)) ** sum(iteration >= m for m in milestones)
+    if kind == "cosine":
+        warmup = int(schedule.get("warmup", 0))
+        if iteration < warmup:
+            return (iteration + 1) / warmup
+        progress = min(1.0, (iteration - warmup) / max(1, iters - warmup))
+        floor = float(schedule.get("final_ratio", 0.0))
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+    raise FacefixError(f"unknown lr schedule {kind!r}; schedules: {', '.join(SCHEDULES)}")
 
 
 class Diverged(FacefixError):
@@ -247,6 +279,11 @@ class Trainer:
                 for tensor in [*module.parameters(), *module.buffers()]:
                     dist.broadcast(tensor.data, src=0)
         self.optimizers = recipe.build_optimizers(self.models, config)
+        self.lr_schedule = dict(config.lr_schedule) or (recipe.lr_schedule() if hasattr(recipe, "lr_schedule") else {})
+        lr_factor(self.lr_schedule, 0, config.iters)  # an unknown kind fails here, before any step
+        for optimizer in self.optimizers.values():
+            for group in optimizer.param_groups:
+                group.setdefault("initial_lr", group["lr"])
         fp16 = config.precision == "fp16"
         self.scaler = torch.amp.GradScaler(device.split(":")[0], enabled=fp16)
         self.step = 0
@@ -430,6 +467,10 @@ class Trainer:
                         break
                     batch = {key: value.to(self.device, non_blocking=True) for key, value in batch.items()}
                     context = StepContext(self, batch, self.step)
+                    factor = lr_factor(self.lr_schedule, self.step, config.iters)
+                    for optimizer in self.optimizers.values():
+                        for group in optimizer.param_groups:
+                            group["lr"] = group["initial_lr"] * factor
                     for module in self.models.values():
                         module.train()
                     self.recipe.train_step(batch, self.models, context)

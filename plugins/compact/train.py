@@ -12,7 +12,6 @@ follows a cosine down to a tenth.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
@@ -60,7 +59,6 @@ class CompactRecipe:
     def __init__(self, card: Any = None) -> None:
         self.options: dict[str, Any] = dict(DEFAULTS)
         self.card = card
-        self.iters = 1
         self.perceptual = None
         self.identity = None
 
@@ -69,7 +67,6 @@ class CompactRecipe:
 
     def build_models(self, config: TrainConfig, device: str) -> dict[str, torch.nn.Module]:
         self.options.update(config.recipe)
-        self.iters = config.iters
         if config.size % 16:
             raise FacefixError(f"the compact restorer needs a --size divisible by 16, got {config.size}")
         crop = int(self.options["crop"])
@@ -103,13 +100,10 @@ class CompactRecipe:
         return {"generator": torch.optim.Adam(models["generator"].parameters(), lr=float(self.options["lr"]),
                                               betas=(0.9, 0.99))}
 
-    def learning_rate(self, iteration: int) -> float:
-        base, warmup = float(self.options["lr"]), int(self.options["warmup"])
-        if iteration < warmup:
-            return base * (iteration + 1) / warmup
-        progress = min(1.0, (iteration - warmup) / max(1, self.iters - warmup))
-        floor = float(self.options["final_lr_ratio"])
-        return base * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+    def lr_schedule(self) -> dict[str, Any]:
+        """Warm-up, then a cosine down to ``final_lr_ratio`` of the peak (the engine applies it)."""
+        return {"kind": "cosine", "warmup": int(self.options["warmup"]),
+                "final_ratio": float(self.options["final_lr_ratio"])}
 
     def _crop(self, lq: torch.Tensor, hq: torch.Tensor, generator: torch.Generator,
               crop: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -125,8 +119,6 @@ class CompactRecipe:
 
     def train_step(self, batch, models, step) -> None:
         generator = models["generator"]
-        for group in step.engine.optimizers["generator"].param_groups:
-            group["lr"] = self.learning_rate(step.iteration)
         # crops reproducible from the step (the engine seeds the data, not the crops)
         crops = torch.Generator().manual_seed(step.iteration)
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from facefix.training.adversarial import update_components, update_discriminator
 from facefix.training.components import component_boxes, detect_landmarks, flip_boxes
 from facefix.training.discriminators import StyleGAN2Discriminator
 from facefix.training.losses import (
@@ -24,14 +25,14 @@ from facefix.training.losses import (
     gan_loss,
     l1_loss,
     pyramid_l1,
-    r1_penalty,
 )
-from facefix.training.trainer import TrainConfig, set_requires_grad
+from facefix.training.trainer import TrainConfig
+from facefix_plugins.gfpgan.arch import GFPGANv1, GFPGANv1Clean
 
 
 def scalar(value: torch.Tensor) -> float:
     return float(value.detach())
-from facefix_plugins.gfpgan.arch import GFPGANv1, GFPGANv1Clean
+
 
 DEFAULTS: dict[str, Any] = {
     "arch": "clean",
@@ -167,37 +168,13 @@ class GFPGANRecipe:
         discriminator = models.get("discriminator")
         components = models.get("components")
 
+        def fake(micro):
+            return generator(micro["lq"], return_rgb=False)[0]
+
         if discriminator is not None:
-            set_requires_grad(discriminator, True)
-
-            def d_loss(micro):
-                with torch.no_grad():
-                    fake = generator(micro["lq"], return_rgb=False)[0]
-                fake_loss = gan_loss(discriminator(fake.detach()), False, "softplus", for_discriminator=True)
-                real_loss = gan_loss(discriminator(micro["hq"]), True, "softplus", for_discriminator=True)
-                return fake_loss + real_loss, {"d": scalar(fake_loss + real_loss)}
-
-            step.update("discriminator", d_loss)
-            if step.iteration % o["r1_every"] == 0:
-                def r1(micro):
-                    real = micro["hq"].detach().requires_grad_(True)
-                    penalty = r1_penalty(discriminator(real), real)
-                    return o["r1_weight"] / 2 * penalty * o["r1_every"], {"r1": scalar(penalty)}
-
-                step.update("discriminator", r1)
-            set_requires_grad(discriminator, False)
-
+            update_discriminator(step, discriminator, fake, r1_weight=o["r1_weight"], r1_every=o["r1_every"])
         if components is not None:
-            set_requires_grad(components, True)
-
-            def component_d_loss(micro):
-                with torch.no_grad():
-                    fake = generator(micro["lq"], return_rgb=False)[0]
-                loss = components.discriminator_loss(fake.detach(), micro["hq"], self._boxes(micro, size))
-                return loss, {"d_components": scalar(loss)}
-
-            step.update("components", component_d_loss)
-            set_requires_grad(components, False)
+            update_components(step, components, fake, lambda micro: self._boxes(micro, size))
 
         def g_loss(micro):
             output, rgbs = generator(micro["lq"], return_rgb=True)
