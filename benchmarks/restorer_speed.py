@@ -1,12 +1,13 @@
 """Per-face speed of a restorer network at 512 px.
 
-    python benchmarks/restorer_speed.py [--network gfpgan-v1.4|compact] [--device cpu|cuda]
+    python benchmarks/restorer_speed.py [--network gfpgan-v1.4|compact|mmrb|mmrb-no-mmrb] [--device cpu|cuda]
         [--repeats N] [--batches 1,4] [--backends eager,compile,onnx] [--dtypes fp32,bf16]
 
-GFP-GAN v1.4 runs with random weights (speed doesn't depend on their values, and the
-official file can't be downloaded here); ``compact`` runs the weights shipped in
-weights/. Reports seconds per face, FLOPs per face (counted by PyTorch's
-FlopCounterMode) and achieved GFLOP/s for each backend × precision × batch size.
+GFP-GAN v1.4 and MMRB (the paper's full configuration; ``mmrb-no-mmrb`` with plain
+residual blocks instead) run with random weights (speed doesn't depend on their values,
+and no such file can be had here); ``compact`` runs the weights shipped in weights/.
+Reports seconds per face, FLOPs per face (counted by PyTorch's FlopCounterMode) and
+achieved GFLOP/s for each backend × precision × batch size.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from facefix.onnx import create_session, export_restorer
 from facefix.restorers import TorchRestorer
 
-NETWORKS = ("gfpgan-v1.4", "compact")
+NETWORKS = ("gfpgan-v1.4", "compact", "mmrb", "mmrb-no-mmrb")
 
 
 def build_network(name: str) -> torch.nn.Module:
@@ -36,8 +37,13 @@ def build_network(name: str) -> torch.nn.Module:
         from facefix_plugins.compact import CARD
 
         return load_network(CARD, bundled_dir() / get_entry("compact-v1").filename).module
+    from facefix.restorers import ImageOnly
+
+    if name.startswith("mmrb"):
+        from facefix_plugins.mmrb.arch import FULL_CONFIG, MMRBNet
+
+        return ImageOnly(MMRBNet(**dict(FULL_CONFIG, mmrb=name == "mmrb")))
     from facefix_plugins.gfpgan.arch import official_gfpgan
-    from facefix_plugins.gfpgan.network import ImageOnly
 
     return ImageOnly(official_gfpgan("clean"))
 

@@ -18,8 +18,9 @@ import numpy as np
 KINDS = ("detector", "parser", "restorer", "blender")
 #: Kinds a weights entry's ``component`` may name: the pipeline's, plus ``loss`` for
 #: training-only networks (VGG for perceptual losses, ArcFace for the identity loss) and
-#: ``metric`` for ``facefix eval``'s (LPIPS' AlexNet, NIQE's model, SFace).
-COMPONENT_KINDS = (*KINDS, "loss", "metric")
+#: ``metric`` for ``facefix eval``'s (LPIPS' AlexNet, NIQE's model, SFace), ``prior`` for the
+#: pretrained generators and discriminators a recipe starts from (GPEN's).
+COMPONENT_KINDS = (*KINDS, "loss", "metric", "prior")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 #: CelebAMask-HQ's 19 parsing classes; every parser returns labels in this order.

@@ -60,7 +60,9 @@ def plugins_command(as_json: bool, model_dir: Path | None) -> None:
                     "plugin": spec.plugin,
                     "description": spec.description,
                     "weights": list(spec.weights),
-                    "weights_status": weights_status(spec.weights),
+                    # a network without released weights runs from the user's own file
+                    "weights_status": ("needs --weights" if spec.card is not None and not spec.card.variants
+                                       else weights_status(spec.weights)),
                     "network": spec.card.name if spec.card is not None else None,
                     "tag": spec.tag,
                     "aliases": list(spec.aliases),

@@ -544,9 +544,10 @@ class ConstantInput(nn.Module):
 
     def forward(self, batch: int | torch.Tensor) -> torch.Tensor:
         """``batch``: an int, or a tensor whose first dim is the batch size."""
-        if isinstance(batch, torch.Tensor):
-            return self.weight.expand(batch.shape[0], -1, -1, -1)
-        return self.weight.expand(batch, -1, -1, -1)
+        count = batch.shape[0] if isinstance(batch, torch.Tensor) else batch
+        # a copy, not an expand(): a view of a parameter made under no_grad still claims
+        # requires_grad, which breaks autograd hooks such as FlopCounterMode's module tracker
+        return self.weight.repeat(count, 1, 1, 1)
 
 
 class NoiseBank(nn.Module):
