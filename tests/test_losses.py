@@ -22,6 +22,7 @@ from facefix.training.losses import (
     ArcFaceResNet18,
     FacialComponentLoss,
     IdentityLoss,
+    LossTerms,
     PerceptualLoss,
     VGGFeatures,
     build_identity,
@@ -518,3 +519,18 @@ def test_ms_ssim():
     assert 0 < ms_ssim(a, b) < 1
     with pytest.raises(ValueError):
         ms_ssim(a[:8, :8], b[:8, :8])
+
+
+def test_loss_terms_sum_weighted_terms_and_log_each_one():
+    a = torch.tensor(2.0, requires_grad=True)
+    b = torch.tensor(3.0, requires_grad=True)
+    terms = LossTerms()
+    terms.add("a", a * a, 0.5)
+    terms.add("b", b)
+    total, parts = terms.result()
+    assert float(total) == 0.5 * 4 + 3
+    assert parts == {"a": 2.0, "b": 3.0, "g": 5.0}
+    total.backward()
+    assert float(a.grad) == 2.0 and float(b.grad) == 1.0  # d(0.5 a²)/da = a
+    with pytest.raises(ValueError, match="no loss term"):
+        LossTerms(total_name=None).result()

@@ -18,7 +18,7 @@ import torch
 
 from facefix.errors import FacefixError
 from facefix.networks import load_network
-from facefix.training.losses import DEFAULT_LAYER_WEIGHTS, build_identity, build_perceptual, l1_loss
+from facefix.training.losses import DEFAULT_LAYER_WEIGHTS, LossTerms, build_identity, build_perceptual, l1_loss
 from facefix.training.trainer import TrainConfig
 from facefix.weights import WeightsResolver
 from facefix_plugins.compact.arch import CompactUNet
@@ -127,18 +127,16 @@ class CompactRecipe:
         def loss(micro):
             lq, hq = self._crop(micro["lq"], micro["hq"], crops)
             restored = generator(lq)
-            pixel = l1_loss(restored, hq)
-            total, parts = pixel, {"l1": float(pixel.detach())}
+            terms = LossTerms(total_name=None)
+            terms.add("l1", l1_loss(restored, hq))
             if self.perceptual is not None:
                 perceptual, _ = self.perceptual(*self._crop(restored, hq, crops, int(o["perceptual_crop"])))
-                total = total + float(o["perceptual_weight"]) * perceptual
-                parts["perceptual"] = float(perceptual.detach())
+                terms.add("perceptual", perceptual, float(o["perceptual_weight"]))
             if self.identity is not None:
                 whole = int(o["identity_faces"]) or len(micro["lq"])
-                identity = self.identity(generator(micro["lq"][:whole]), micro["hq"][:whole])
-                total = total + float(o["identity_weight"]) * identity
-                parts["identity"] = float(identity.detach())
-            return total, parts
+                terms.add("identity", self.identity(generator(micro["lq"][:whole]), micro["hq"][:whole]),
+                          float(o["identity_weight"]))
+            return terms.result()
 
         step.update("generator", loss)
 

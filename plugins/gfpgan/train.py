@@ -18,6 +18,7 @@ from facefix.training.adversarial import update_components, update_discriminator
 from facefix.training.components import component_boxes, detect_landmarks, flip_boxes
 from facefix.training.discriminators import StyleGAN2Discriminator
 from facefix.training.losses import (
+    LossTerms,
     DEFAULT_LAYER_WEIGHTS,
     FacialComponentLoss,
     build_identity,
@@ -28,10 +29,6 @@ from facefix.training.losses import (
 )
 from facefix.training.trainer import TrainConfig
 from facefix_plugins.gfpgan.arch import GFPGANv1, GFPGANv1Clean
-
-
-def scalar(value: torch.Tensor) -> float:
-    return float(value.detach())
 
 
 DEFAULTS: dict[str, Any] = {
@@ -179,33 +176,24 @@ class GFPGANRecipe:
         def g_loss(micro):
             output, rgbs = generator(micro["lq"], return_rgb=True)
             target = micro["hq"]
-            parts = {}
-            total = o["pixel_weight"] * l1_loss(output, target)
-            parts["l1"] = scalar(total)
+            terms = LossTerms()
+            terms.add("l1", l1_loss(output, target), o["pixel_weight"])
             if o["pyramid_weight"] and step.iteration < o["pyramid_until"]:
-                pyramid = o["pyramid_weight"] * pyramid_l1(rgbs, target)
-                total = total + pyramid
-                parts["pyramid"] = scalar(pyramid)
+                terms.add("pyramid", pyramid_l1(rgbs, target), o["pyramid_weight"])
             if self.perceptual is not None:
                 perceptual, style = self.perceptual(output, target)
-                total = total + o["perceptual_weight"] * perceptual + style
-                parts["perceptual"] = scalar(perceptual)
-                parts["style"] = scalar(style)
+                terms.add("perceptual", perceptual, o["perceptual_weight"])
+                terms.add("style", style)
             if discriminator is not None:
-                adversarial = o["gan_weight"] * gan_loss(discriminator(output), True, "softplus", for_discriminator=False)
-                total = total + adversarial
-                parts["gan"] = scalar(adversarial)
+                terms.add("gan", gan_loss(discriminator(output), True, "softplus", for_discriminator=False),
+                          o["gan_weight"])
             if components is not None:
                 component_gan, component_style = components.generator_loss(output, target, self._boxes(micro, size))
-                total = total + o["component_gan_weight"] * component_gan + o["component_style_weight"] * component_style
-                parts["component_gan"] = scalar(component_gan)
-                parts["component_style"] = scalar(component_style)
+                terms.add("component_gan", component_gan, o["component_gan_weight"])
+                terms.add("component_style", component_style, o["component_style_weight"])
             if self.identity is not None:
-                identity = o["identity_weight"] * self.identity(output, target)
-                total = total + identity
-                parts["identity"] = scalar(identity)
-            parts["g"] = scalar(total)
-            return total, parts
+                terms.add("identity", self.identity(output, target), o["identity_weight"])
+            return terms.result()
 
         step.update("generator", g_loss)
 

@@ -35,6 +35,7 @@ from facefix.training.adversarial import update_components, update_discriminator
 from facefix.training.components import component_boxes, detect_landmarks, flip_boxes
 from facefix.training.discriminators import StyleGAN2Discriminator
 from facefix.training.losses import (
+    LossTerms,
     FacialComponentLoss,
     PerceptualLoss,
     build_identity,
@@ -86,10 +87,6 @@ DEFAULTS: dict[str, Any] = {
     "pretrained_discriminator": None,
     "model_dir": None,
 }
-
-
-def scalar(value: torch.Tensor) -> float:
-    return float(value.detach())
 
 
 class MMRBRecipe:
@@ -232,32 +229,21 @@ class MMRBRecipe:
         def g_loss(micro):
             output, rgbs = generator(micro["lq"], return_rgb=True)
             target = micro["hq"]
-            pixel = o["pixel_weight"] * l1_loss(output, target)
-            total, parts = pixel, {"l1": scalar(pixel)}
+            terms = LossTerms()
+            terms.add("l1", l1_loss(output, target), o["pixel_weight"])
             if o["pyramid_weight"]:
-                pyramid = o["pyramid_weight"] * pyramid_l1(rgbs, target)
-                total = total + pyramid
-                parts["pyramid"] = scalar(pyramid)
+                terms.add("pyramid", pyramid_l1(rgbs, target), o["pyramid_weight"])
             if discriminator is not None:
-                adversarial = o["gan_weight"] * gan_loss(discriminator(output), True, "softplus", for_discriminator=False)
-                total = total + adversarial
-                parts["gan"] = scalar(adversarial)
+                terms.add("gan", gan_loss(discriminator(output), True, "softplus", for_discriminator=False),
+                          o["gan_weight"])
             if components is not None:
-                local, _ = components.generator_loss(output, target, self._boxes(micro, size))
-                local = o["local_weight"] * local
-                total = total + local
-                parts["local_gan"] = scalar(local)
+                terms.add("local_gan", components.generator_loss(output, target, self._boxes(micro, size))[0],
+                          o["local_weight"])
             if self.features is not None:
-                matching, _ = self.features(output, target)
-                matching = o["fm_weight"] * matching
-                total = total + matching
-                parts["feature_matching"] = scalar(matching)
+                terms.add("feature_matching", self.features(output, target)[0], o["fm_weight"])
             if self.identity is not None:
-                identity = o["identity_weight"] * self.identity(output, target)
-                total = total + identity
-                parts["identity"] = scalar(identity)
-            parts["g"] = scalar(total)
-            return total, parts
+                terms.add("identity", self.identity(output, target), o["identity_weight"])
+            return terms.result()
 
         step.update("generator", g_loss)
 

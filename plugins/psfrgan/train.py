@@ -25,17 +25,20 @@ from torch.utils.data import DataLoader
 from facefix.errors import FacefixError
 from facefix.networks import load_network
 from facefix.training.discriminators import MultiScalePatchDiscriminator
-from facefix.training.losses import build_vgg, feature_matching_loss, l1_loss, multiscale_gan_loss, semantic_style_loss
+from facefix.training.losses import (
+    LossTerms,
+    build_vgg,
+    feature_matching_loss,
+    l1_loss,
+    multiscale_gan_loss,
+    semantic_style_loss,
+)
 from facefix.metrics.parsing import class_iou, confusion_matrix
 from facefix.training.trainer import TrainConfig, set_requires_grad
 from facefix_plugins.psfrgan.network import conditioning_map, labels_onehot
 from facefix_plugins.psfrgan.arch import PARSE_CLASSES, PSFRGenerator, PSFRParseNet
 
 STYLE_LAYERS = ("relu3_1", "relu4_1", "relu5_1")
-
-
-def scalar(value: torch.Tensor) -> float:
-    return float(value.detach())
 
 
 # --------------------------------------------------------------------------- parser
@@ -85,9 +88,10 @@ class PSFRParseRecipe:
 
         def loss(micro):
             logits, image = parser(micro["lq"])
-            parse = o["parse_weight"] * F.cross_entropy(logits, micro["mask"])
-            pixel = o["image_weight"] * l1_loss(image, micro["hq"])
-            return parse + pixel, {"cross_entropy": scalar(parse), "l1": scalar(pixel)}
+            terms = LossTerms(total_name=None)
+            terms.add("cross_entropy", F.cross_entropy(logits, micro["mask"]), o["parse_weight"])
+            terms.add("l1", l1_loss(image, micro["hq"]), o["image_weight"])
+            return terms.result()
 
         step.update("generator", loss)
 
@@ -225,7 +229,7 @@ class PSFRGANRecipe:
                 real_out = discriminator(torch.cat((micro["hq"], target_map), 1))
                 loss = 0.5 * (multiscale_gan_loss(fake_out, False, "hinge", for_discriminator=True)
                               + multiscale_gan_loss(real_out, True, "hinge", for_discriminator=True))
-                return loss, {"d": scalar(loss)}
+                return loss, {"d": float(loss.detach())}
 
             step.update("discriminator", d_loss)
             set_requires_grad(discriminator, False)
@@ -234,25 +238,20 @@ class PSFRGANRecipe:
             condition, labels, target_map = prepared(micro)
             output = generator(micro["lq"], condition)
             target = micro["hq"]
-            total = o["pixel_weight"] * l1_loss(output, target)
-            parts = {"l1": scalar(total)}
+            terms = LossTerms()
+            terms.add("l1", l1_loss(output, target), o["pixel_weight"])
             if discriminator is not None:
                 fake_out = discriminator(torch.cat((output, target_map), 1))
                 with torch.no_grad():
                     real_out = discriminator(torch.cat((target, target_map), 1))
-                matching = o["fm_weight"] * feature_matching_loss(fake_out, real_out, criterion="l2")
-                adversarial = o["gan_weight"] * multiscale_gan_loss(fake_out, True, "hinge", for_discriminator=False)
-                total = total + matching + adversarial
-                parts["feature_matching"], parts["gan"] = scalar(matching), scalar(adversarial)
+                terms.add("feature_matching", feature_matching_loss(fake_out, real_out, criterion="l2"), o["fm_weight"])
+                terms.add("gan", multiscale_gan_loss(fake_out, True, "hinge", for_discriminator=False), o["gan_weight"])
             if self.vgg is not None:
                 fake_features, real_features = self.vgg(output), self.vgg(target)
-                style = o["style_weight"] * semantic_style_loss(
+                terms.add("semantic_style", semantic_style_loss(
                     [fake_features[name] for name in STYLE_LAYERS], [real_features[name] for name in STYLE_LAYERS],
-                    labels, PARSE_CLASSES, criterion="l2", classes="all")
-                total = total + style
-                parts["semantic_style"] = scalar(style)
-            parts["g"] = scalar(total)
-            return total, parts
+                    labels, PARSE_CLASSES, criterion="l2", classes="all"), o["style_weight"])
+            return terms.result()
 
         step.update("generator", g_loss)
 
