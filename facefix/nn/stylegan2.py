@@ -535,6 +535,15 @@ class ToRGB(nn.Module):
         return out
 
 
+def check_fidelity(value: float) -> float:
+    """A fidelity setting (how strongly the degraded face steers a StyleGAN2 prior: 0 is
+    the prior alone, 1 the network's own output), as a float within [0, 1]."""
+    value = float(value)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"fidelity must be within [0, 1], got {value}")
+    return value
+
+
 class ConstantInput(nn.Module):
     """Learned ``(1, C, size, size)`` input of the synthesis network (key: ``weight``)."""
 

@@ -44,6 +44,7 @@ from facefix.nn.stylegan2 import (
     StyleGAN2Generator,
     channel_plan,
     channel_split_sft,
+    check_fidelity,
 )
 
 #: Constructor options of the released checkpoints (``gfpgan.utils.GFPGANer``).
@@ -59,13 +60,6 @@ OFFICIAL_CONFIGS: dict[str, dict[str, Any]] = {
         num_mlp=8, input_is_latent=True, different_w=True, narrow=1, sft_half=True,
     ),
 }  # fmt: skip
-
-
-def _check_fidelity(value: float) -> float:
-    value = float(value)
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"fidelity must be within [0, 1], got {value}")
-    return value
 
 
 class _GFPGAN(nn.Module):
@@ -96,7 +90,7 @@ class _GFPGAN(nn.Module):
 
     @fidelity.setter
     def fidelity(self, value: float) -> None:
-        self._fidelity = _check_fidelity(value)
+        self._fidelity = check_fidelity(value)
 
     def _stem(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -132,7 +126,7 @@ class _GFPGAN(nn.Module):
         overrides :attr:`fidelity` for this call. Extra keyword arguments (the
         reference's ``weight``) are ignored.
         """
-        strength = self.fidelity if fidelity is None else _check_fidelity(fidelity)
+        strength = self.fidelity if fidelity is None else check_fidelity(fidelity)
         features = self._stem(x)
         skips = []
         for block in self.conv_body_down:

@@ -39,6 +39,7 @@ from facefix.nn.stylegan2 import (
     ModulatedConv2d,
     ToRGB,
     channel_plan,
+    check_fidelity,
     mapping_network,
 )
 
@@ -179,10 +180,7 @@ class MMRBNet(nn.Module):
 
     @fidelity.setter
     def fidelity(self, value: float) -> None:
-        value = float(value)
-        if not 0.0 <= value <= 1.0:
-            raise ValueError(f"fidelity must be within [0, 1], got {value}")
-        self._fidelity = value
+        self._fidelity = check_fidelity(value)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """``(z, [e_S/2, …, e_4])``: the latent and the encoder's skip features."""
