@@ -56,6 +56,18 @@ def test_mmrb_splits_mixes_reduces_and_starts_as_the_identity():
         MMRB(15)
 
 
+def test_an_untrained_network_passes_image_gradient_to_its_decoder():
+    # The injected features are the only path from the input to the pixels; with
+    # StyleGAN2's zero noise strengths the decoder learned nothing from the image losses.
+    torch.manual_seed(0)
+    network = MMRBNet(**TINY)
+    assert all(conv.noise_weight.item() == 1.0 for conv in [network.prior.style_conv1, *network.prior.style_convs])
+    image, _ = network(torch.rand(2, 3, 32, 32) * 2 - 1, return_rgb=False)
+    image.abs().mean().backward()
+    decoder_gradients = [p.grad.abs().sum().item() for p in network.decoder.parameters() if p.grad is not None]
+    assert decoder_gradients and min(decoder_gradients) > 0
+
+
 @pytest.fixture
 def tiny():
     torch.manual_seed(0)

@@ -99,7 +99,9 @@ class StyleConvCat(nn.Module):
         super().__init__()
         self.modulated_conv = ModulatedConv2d(in_channels, out_channels, 3, style_dim, demodulate=True,
                                               sample_mode="upsample" if upsample else None, flavour="original")
-        self.noise_weight = nn.Parameter(torch.zeros(1))
+        # 1, not StyleGAN2's 0: the injected features are the only path from the input to the
+        # pixels, and a zero scalar in front of them starves the decoder of gradient (U13)
+        self.noise_weight = nn.Parameter(torch.ones(1))
         self.activate = FusedLeakyReLU(2 * out_channels)
 
     def forward(self, x: torch.Tensor, style: torch.Tensor, injected: torch.Tensor) -> torch.Tensor:

@@ -135,7 +135,7 @@ def load_additive_prior(network: MMRBNet, path: Path | str) -> None:
     for key, target in prior.items():
         source = state.get(key)
         if key.endswith("noise_weight"):
-            continue  # the concat strength stays zero; the additive noise strength has no counterpart
+            continue  # keeps its initial 1: the zero weights of the new channels preserve the output, and learn
         if source is None:
             raise WeightsError(f"{path}: a StyleGAN2 of another depth than this MMRB prior; missing {key}")
         value = torch.zeros_like(target)
