@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -14,6 +15,7 @@ from click.testing import CliRunner
 
 from facefix.cli import cli
 from facefix.errors import WeightsError
+from facefix.metrics.niqe import NIQE
 from conftest import shared_path
 
 PAIRS = ("I03", "I04", "I06", "I08", "I19")
@@ -51,6 +53,17 @@ def test_lpips_and_niqe_reproduce_the_official_values(tid2013, shared_weights):
         assert rows[name]["niqe"] == pytest.approx(OFFICIAL["niqe"][index], rel=0.02)
         assert set(rows[name]) == {"file", "lpips", "niqe"}
     assert report["mean"]["lpips"] == pytest.approx(np.mean(OFFICIAL["lpips"]), abs=1e-3)
+
+
+def test_niqe_of_an_image_with_one_block_is_defined_as_in_matlab(tid2013, shared_weights):
+    # 128 px faces hold one 96 px block: MATLAB's covariance of one observation is 0
+    # (numpy's is NaN, which made eval crash at 128 px)
+    niqe = NIQE(Path(shared_weights) / "niqe_pris_params.npz")
+    image = cv2.imread(str(sorted(Path(tid2013[1]).iterdir())[0]))
+    small, sharp_small = cv2.resize(cv2.GaussianBlur(image, (0, 0), 3), (128, 128)), cv2.resize(image, (128, 128))
+    scores = niqe(small), niqe(sharp_small)
+    assert all(np.isfinite(score) and score > 0 for score in scores)
+    assert scores[0] != scores[1]
 
 
 def test_psnr_is_rgb_by_default_and_ssim_on_luminance_matches_the_toolbox(tid2013):

@@ -63,8 +63,11 @@ class NIQE:
                 image = imresize_half(image)
         blocks = np.concatenate(features, axis=1)
         complete = blocks[~np.isnan(blocks).any(axis=1)]  # nanmean / nancov drop incomplete rows
+        if len(complete) == 0:
+            return float("nan")
         mu = complete.mean(axis=0)
-        cov = np.cov(complete, rowvar=False)
+        # one block (images under 192 px a side): MATLAB's cov of a single observation is 0, numpy's NaN
+        cov = np.cov(complete, rowvar=False) if len(complete) > 1 else np.zeros((mu.size, mu.size))
         difference = self.mu - mu
         return float(np.sqrt(difference @ np.linalg.pinv((self.cov + cov) / 2) @ difference))
 
