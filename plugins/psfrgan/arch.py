@@ -28,8 +28,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-#: Number of parsing classes (CelebAMask-HQ labels + background).
-PARSE_CLASSES = 19
+from facefix.nn.parsing import PARSE_CLASSES, parsing_onehot  # noqa: F401 (parsing_onehot: part of this API)
+
 #: Negative slope of every leaky ReLU in both networks.
 LRELU_SLOPE = 0.2
 #: Hidden width of the conditioning convs in each style-transformation block.
@@ -54,14 +54,6 @@ def _log2_steps(big: int, small: int) -> int:
     if small * 2**steps != big:
         raise ValueError(f"{big} is not {small} times a power of two")
     return steps
-
-
-def parsing_onehot(logits: torch.Tensor) -> torch.Tensor:
-    """The reference's conditioning map: 1 where a class logit equals the per-pixel max.
-
-    (Ties give several ones, as in the reference; they do not occur with real logits.)
-    """
-    return (logits == logits.amax(dim=1, keepdim=True)).to(logits.dtype)
 
 
 # =========================================================================== parser

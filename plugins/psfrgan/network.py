@@ -26,11 +26,11 @@ from torch.nn import functional as F
 from facefix.components import ComponentContext, Normalization
 from facefix.errors import WeightsError
 from facefix.inference import segment
+from facefix.nn.parsing import labels_onehot
 from facefix.networks import LoadedNetwork, load_network
 from facefix.restorers import TorchRestorer
 from facefix_plugins.psfrgan.arch import (
     OFFICIAL_PARSER_CONFIG,
-    PARSE_CLASSES,
     PSFRGenerator,
     PSFRParseNet,
     parsing_onehot,
@@ -119,11 +119,6 @@ def conditioning_map(parser: PSFRParseNet, lq: torch.Tensor) -> torch.Tensor:
         lq, size=(parser_size, parser_size), mode="bilinear", align_corners=False)
     onehot = parsing_onehot(parser(parser_input)[0])
     return onehot if onehot.shape[-1] == size else F.interpolate(onehot, size=(size, size), mode="nearest")
-
-
-def labels_onehot(labels: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """``(N, H, W)`` CelebAMask-HQ labels → ``(N, 19, H, W)`` one-hot maps."""
-    return F.one_hot(labels.long().clamp(0, PARSE_CLASSES - 1), PARSE_CLASSES).permute(0, 3, 1, 2).to(dtype)
 
 
 class ParseAndRestore(torch.nn.Module):
