@@ -63,6 +63,18 @@ def read_labels(path: Path) -> np.ndarray:
     return np.asarray(labels).astype(np.uint8)
 
 
+def paired_random_crop(first: torch.Tensor, second: torch.Tensor, crop: int | None,
+                       generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same random ``crop`` x ``crop`` square of each image of two aligned batches (one
+    offset per image); both unchanged when ``crop`` is 0/None or not smaller than them."""
+    size = first.shape[-1]
+    if not crop or crop >= size:
+        return first, second
+    offsets = torch.randint(0, size - crop + 1, (first.shape[0], 2), generator=generator).tolist()
+    return (torch.stack([image[:, y:y + crop, x:x + crop] for image, (y, x) in zip(first, offsets)]),
+            torch.stack([image[:, y:y + crop, x:x + crop] for image, (y, x) in zip(second, offsets)]))
+
+
 def to_tensor(image: np.ndarray) -> torch.Tensor:
     """BGR uint8 HxWx3 → RGB float (3, H, W) in [-1, 1]."""
     rgb = image[:, :, ::-1].astype(np.float32) / 127.5 - 1.0

@@ -18,6 +18,7 @@ import torch
 
 from facefix.errors import FacefixError
 from facefix.networks import load_network
+from facefix.training.data import paired_random_crop
 from facefix.training.losses import DEFAULT_LAYER_WEIGHTS, LossTerms, build_identity, build_perceptual, l1_loss
 from facefix.training.trainer import TrainConfig
 from facefix.weights import WeightsResolver
@@ -108,14 +109,7 @@ class CompactRecipe:
     def _crop(self, lq: torch.Tensor, hq: torch.Tensor, generator: torch.Generator,
               crop: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The same random square of each LQ face and its target (one offset per face)."""
-        crop = int(self.options["crop"]) if crop is None else crop
-        size = lq.shape[-1]
-        if not crop or crop >= size:
-            return lq, hq
-        offsets = torch.randint(0, size - crop + 1, (lq.shape[0], 2), generator=generator).tolist()
-        lq_crops = torch.stack([face[:, y:y + crop, x:x + crop] for face, (y, x) in zip(lq, offsets)])
-        hq_crops = torch.stack([face[:, y:y + crop, x:x + crop] for face, (y, x) in zip(hq, offsets)])
-        return lq_crops, hq_crops
+        return paired_random_crop(lq, hq, int(self.options["crop"]) if crop is None else crop, generator)
 
     def train_step(self, batch, models, step) -> None:
         generator = models["generator"]
