@@ -479,8 +479,12 @@ paper says it follows), motion length 5–25 px as PSFR-GAN, bilinear/area/bicub
 and bilinear/bicubic up; no colour jitter or gray.
 """
 
+_NONE = DegradationConfig.identity()
+"""Nothing: for recipes that make their own inputs from the clean face (a super-resolver
+shrinks it to its input size itself)."""
+
 #: Named recipes. Configs are frozen: derive variants with ``with_overrides``.
-PRESETS: dict[str, DegradationConfig] = {"gfpgan": _GFPGAN, "psfrgan": _PSFRGAN, "mmrb": _MMRB}
+PRESETS: dict[str, DegradationConfig] = {"gfpgan": _GFPGAN, "psfrgan": _PSFRGAN, "mmrb": _MMRB, "none": _NONE}
 
 
 def get_preset(name: str) -> DegradationConfig:

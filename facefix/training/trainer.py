@@ -422,9 +422,13 @@ class Trainer:
     def _report(self, label: str, scores: dict[str, float]) -> None:
         if not scores or self.quiet:
             return
-        if "psnr" in scores:
-            text = (f"val PSNR {scores['psnr']:.2f} dB (degraded {scores['psnr_lq']:.2f}), SSIM {scores['ssim']:.4f} "
-                    f"(degraded {scores['ssim_lq']:.4f})")
+        # a recipe's own baseline (a super-resolver's is bicubic enlargement) or the degraded input
+        baseline = next((name for suffix, name in (("lq", "degraded"), ("bicubic", "bicubic"))
+                         if f"psnr_{suffix}" in scores and f"ssim_{suffix}" in scores), None)
+        suffix = {"degraded": "lq", "bicubic": "bicubic"}.get(baseline or "")
+        if "psnr" in scores and "ssim" in scores and suffix:
+            text = (f"val PSNR {scores['psnr']:.2f} dB ({baseline} {scores[f'psnr_{suffix}']:.2f}), SSIM "
+                    f"{scores['ssim']:.4f} ({baseline} {scores[f'ssim_{suffix}']:.4f})")
         else:
             text = "val " + ", ".join(f"{key} {value:.4g}" for key, value in list(scores.items())[:3])
         tqdm.write(f"{label}: {text}", file=sys.stderr)
