@@ -1,11 +1,14 @@
-"""Per-face speed of a restorer network at 512 px.
+"""Per-face speed of a restorer network (512 px faces; CFGPFSSR: 64 px in, 1024 px out).
 
-    python benchmarks/restorer_speed.py [--network gfpgan-v1.4|compact|mmrb|mmrb-no-mmrb] [--device cpu|cuda]
+    python benchmarks/restorer_speed.py [--network gfpgan-v1.4|compact|mmrb|mmrb-no-mmrb|cfgpfssr|cfgpfssr-sr]
+        [--device cpu|cuda]
         [--repeats N] [--batches 1,4] [--backends eager,compile,onnx] [--dtypes fp32,bf16]
 
 GFP-GAN v1.4 and MMRB (the paper's full configuration; ``mmrb-no-mmrb`` with plain
-residual blocks instead) run with random weights (speed doesn't depend on their values,
-and no such file can be had here); ``compact`` runs the weights shipped in weights/.
+residual blocks instead) and CFGPFSSR (the paper's 64 → 1024 network with PSFR-GAN's
+512 px parser in front, as restoring runs it; ``cfgpfssr-sr`` without the parser) run
+with random weights (speed doesn't depend on their values, and no such file can be had
+here); ``compact`` runs the weights shipped in weights/.
 Reports seconds per face, FLOPs per face (counted by PyTorch's FlopCounterMode) and
 achieved GFLOP/s for each backend × precision × batch size.
 """
@@ -27,7 +30,12 @@ from torch.utils.flop_counter import FlopCounterMode
 from facefix.onnx import create_session, export_restorer
 from facefix.restorers import TorchRestorer
 
-NETWORKS = ("gfpgan-v1.4", "compact", "mmrb", "mmrb-no-mmrb")
+NETWORKS = ("gfpgan-v1.4", "compact", "mmrb", "mmrb-no-mmrb", "cfgpfssr", "cfgpfssr-sr")
+
+
+def sizes(name: str) -> tuple[int, int]:
+    """(input, output) pixels of a face."""
+    return (64, 1024) if name.startswith("cfgpfssr") else (512, 512)
 
 
 def build_network(name: str) -> torch.nn.Module:
@@ -39,6 +47,15 @@ def build_network(name: str) -> torch.nn.Module:
         return load_network(CARD, bundled_dir() / get_entry("compact-v1").filename).module
     from facefix.restorers import ImageOnly
 
+    if name.startswith("cfgpfssr"):
+        from facefix_plugins.cfgpfssr.arch import FULL_CONFIG as SR_CONFIG, CFGPFSSRNet
+        from facefix_plugins.cfgpfssr.network import ParseAndSuperResolve
+        from facefix_plugins.psfrgan.arch import official_parser
+
+        network = CFGPFSSRNet(**SR_CONFIG)
+        if name == "cfgpfssr-sr":
+            return _WithParsing(network)
+        return ParseAndSuperResolve(official_parser(), network)
     if name.startswith("mmrb"):
         from facefix_plugins.mmrb.arch import FULL_CONFIG, MMRBNet
 
@@ -72,8 +89,21 @@ def time_call(function, repeats: int) -> float:
     return statistics.median(samples)
 
 
-def flops_per_face(module: torch.nn.Module, device: str) -> float:
-    x = torch.zeros(1, 3, 512, 512, device=device)
+class _WithParsing(torch.nn.Module):
+    """The super-resolver alone, fed a fixed one-hot map at the parser's 512 px."""
+
+    def __init__(self, network: torch.nn.Module):
+        super().__init__()
+        self.network = network
+        self.register_buffer("parsing", torch.zeros(1, 19, 512, 512))
+        self.parsing[:, 1] = 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.network(x, self.parsing.expand(x.shape[0], -1, -1, -1))
+
+
+def flops_per_face(module: torch.nn.Module, device: str, size: int = 512) -> float:
+    x = torch.zeros(1, 3, size, size, device=device)
     with torch.inference_mode(), FlopCounterMode(display=False) as counter:
         module(x)
     return float(counter.get_total_flops())
@@ -97,9 +127,10 @@ def main() -> None:
 
     torch.manual_seed(0)
     module = build_network(args.network).eval().to(device)
-    flops = flops_per_face(module, device)
+    in_size, out_size = sizes(args.network)
+    flops = flops_per_face(module, device, in_size)
     print(f"machine: {machine(device)}")
-    print(f"{args.network}, 512 px: {flops / 1e9:.1f} GFLOP per face, "
+    print(f"{args.network}, {in_size} → {out_size} px: {flops / 1e9:.1f} GFLOP per face, "
           f"{sum(p.numel() for p in module.parameters()) / 1e6:.2f} M parameters "
           f"(multiply-adds counted as 2 FLOPs)\n")
     print(f"{'backend':<10} {'dtype':<6} {'batch':>5} {'s/face':>8} {'GFLOP/s':>8} {'vs eager fp32':>14}")
@@ -113,7 +144,7 @@ def main() -> None:
         print(f"{backend:<10} {dtype:<6} {batch:>5} {per_face:8.3f} {flops / per_face / 1e9:8.1f} {ratio:>14}", flush=True)
 
     for batch in batches:
-        x = torch.rand(batch, 3, 512, 512, device=device) * 2 - 1
+        x = torch.rand(batch, 3, in_size, in_size, device=device) * 2 - 1
         for dtype in dtypes:
             autocast_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
 
@@ -135,7 +166,7 @@ def main() -> None:
                 print(f"{'':<10} (first call with compilation: {compile_seconds:.0f} s)")
         if "onnx" in backends:
             with tempfile.TemporaryDirectory() as folder:
-                restorer = TorchRestorer(module.cpu(), input_size=512, output_size=512, name=args.network)
+                restorer = TorchRestorer(module.cpu(), input_size=in_size, output_size=out_size, name=args.network)
                 path = export_restorer(restorer, Path(folder) / "network.onnx", dynamic_batch=True).path
                 module.to(device)
                 session, provider = create_session(path, device)
