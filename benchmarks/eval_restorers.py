@@ -5,6 +5,11 @@
         --restorer passthrough --restorer compact \\
         --restorer "gfpgan 128 px=gfpgan:runs/gfpgan_cpu128_phase2/final.pth"
 
+Super-resolvers: ``--preset none --degrade-config benchmarks/configs/bicubic_x16.json
+--baseline "bicubic x16"`` makes the inputs by shrinking each face 16 times (area) and
+enlarging it back bicubically, which is also the bicubic baseline's row; ``facefix
+restore --aligned`` shrinks them again to the restorer's input size.
+
 It runs ``facefix degrade`` once (``--save-hq`` keeps the exact targets), then for each
 ``--restorer [LABEL=]NAME[:WEIGHTS]`` ``facefix restore --aligned`` and ``facefix eval
 --json``, and prints a Markdown table: mean PSNR (and its change from the degraded
@@ -51,17 +56,20 @@ def main() -> None:
     parser.add_argument("--preset", default="gfpgan")
     parser.add_argument("--seed", default="0")
     parser.add_argument("--size", default="512")
+    parser.add_argument("--degrade-config", help="JSON overrides of the preset (facefix degrade --config)")
+    parser.add_argument("--baseline", default="degraded input", help="label of the inputs' own row")
     parser.add_argument("--restorer", action="append", default=[], help="[LABEL=]NAME[:WEIGHTS]; repeat")
     parser.add_argument("--model-dir", help="weights of the metrics (LPIPS, NIQE, SFace) and of the restorers")
     args = parser.parse_args()
 
     degraded, targets = args.work / "degraded", args.work / "targets"
     if not degraded.exists():
+        extra = ["--config", args.degrade_config] if args.degrade_config else []
         facefix("degrade", str(args.faces), str(degraded), "--preset", args.preset, "--seed", args.seed,
-                "--size", args.size, "--save-hq", str(targets), "--quiet")
+                "--size", args.size, "--save-hq", str(targets), "--quiet", *extra)
     baseline = scores(degraded, targets, args.model_dir)
     before = {row["file"].rsplit(".", 1)[0]: row["psnr"] for row in baseline["images"]}
-    rows = [("degraded input", baseline, None)]
+    rows = [(args.baseline, baseline, None)]
     for text in args.restorer:
         label, name, weights = parse_restorer(text)
         out = args.work / label.replace(" ", "_").replace("/", "_")
@@ -76,8 +84,9 @@ def main() -> None:
         rows.append((label, result, better))
 
     base = baseline["mean"]["psnr"]
+    overrides = f" --config {args.degrade_config}" if args.degrade_config else ""
     print(f"{baseline['count']} faces of {args.faces}, `facefix degrade --preset {args.preset} --seed {args.seed} "
-          f"--size {args.size}`\n")
+          f"--size {args.size}{overrides}`\n")
     columns = [column for column in COLUMNS if column[0] in baseline["mean"]]
     print("| | mean PSNR | change | " + " | ".join(title for _, title, _ in columns) + " | faces above their input |")
     print("|---|---:|---:|" + "---:|" * len(columns) + "---:|")
