@@ -544,6 +544,22 @@ def check_fidelity(value: float) -> float:
     return value
 
 
+class FidelityControl:
+    """A checked ``fidelity`` attribute in [0, 1], for networks whose degraded-input
+    conditioning can be weakened toward their prior (GFP-GAN's SFT, MMRB's injected
+    features, CFGPFSSR's CS-SFT); each network decides what the number scales."""
+
+    _fidelity: float = 1.0
+
+    @property
+    def fidelity(self) -> float:
+        return self._fidelity
+
+    @fidelity.setter
+    def fidelity(self, value: float) -> None:
+        self._fidelity = check_fidelity(value)
+
+
 class ConstantInput(nn.Module):
     """Learned ``(1, C, size, size)`` input of the synthesis network (key: ``weight``)."""
 
@@ -791,7 +807,7 @@ class StyleGAN2Generator(nn.Module):
 
 __all__ = [
     "BLUR_TAPS", "FLAVOURS", "LRELU_GAIN", "LRELU_SLOPE", "Blur", "ConstantInput", "ConvLayer", "ConvUpLayer",
-    "EqualConv2d", "EqualLinear", "FeatureHook", "FusedLeakyReLU", "ModulatedConv2d", "NoiseBank",
+    "EqualConv2d", "EqualLinear", "FeatureHook", "FidelityControl", "FusedLeakyReLU", "ModulatedConv2d", "NoiseBank",
     "PixelNorm", "ResBlock", "ScaledLeakyReLU", "StyleConv", "StyleGAN2Generator", "ToRGB",
     "channel_plan", "channel_split_sft", "fused_leaky_relu", "make_blur_kernel", "mapping_network",
     "upfirdn2d",

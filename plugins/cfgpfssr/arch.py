@@ -33,7 +33,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from facefix.nn.parsing import PARSE_CLASSES
-from facefix.nn.stylegan2 import StyleGAN2Generator, channel_plan, channel_split_sft, check_fidelity
+from facefix.nn.stylegan2 import FidelityControl, StyleGAN2Generator, channel_plan, channel_split_sft
 
 LRELU = 0.2
 
@@ -107,7 +107,7 @@ def resize_parsing(parsing: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(parsing, size=(size, size), mode="bicubic", align_corners=False)
 
 
-class CFGPFSSRNet(nn.Module):
+class CFGPFSSRNet(FidelityControl, nn.Module):
     """``forward(lr, parsing)``: ``lr`` ``(B, 3, in, in)`` RGB in [-1, 1], ``parsing`` a
     ``(B, 19, s, s)`` map of any size (None without ``parsing``) → ``(B, 3, out, out)``.
 
@@ -170,14 +170,6 @@ class CFGPFSSRNet(nn.Module):
         self.head = nn.Sequential(nn.Conv2d(2 * ch[out_size], head_channels, 3, padding=1), nn.LeakyReLU(LRELU),
                                   nn.Conv2d(head_channels, 3, 3, padding=1))
         self.fidelity = fidelity
-
-    @property
-    def fidelity(self) -> float:
-        return self._fidelity
-
-    @fidelity.setter
-    def fidelity(self, value: float) -> None:
-        self._fidelity = check_fidelity(value)
 
     def prior_parameters(self) -> list[nn.Parameter]:
         return list(self.bank.parameters())

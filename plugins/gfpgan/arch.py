@@ -39,6 +39,7 @@ from facefix.nn.stylegan2 import (
     ConvUpLayer,
     EqualConv2d,
     EqualLinear,
+    FidelityControl,
     ResBlock,
     ScaledLeakyReLU,
     StyleGAN2Generator,
@@ -62,7 +63,7 @@ OFFICIAL_CONFIGS: dict[str, dict[str, Any]] = {
 }  # fmt: skip
 
 
-class _GFPGAN(nn.Module):
+class _GFPGAN(FidelityControl, nn.Module):
     """What both architectures share: the forward pass and the fidelity control.
 
     Subclasses build ``conv_body_first``, ``conv_body_down``, ``final_conv``,
@@ -82,15 +83,6 @@ class _GFPGAN(nn.Module):
         self.different_w = different_w
         self.sft_half = sft_half
         self.fidelity = fidelity
-
-    @property
-    def fidelity(self) -> float:
-        """SFT strength in ``[0, 1]`` used when ``forward`` gets no ``fidelity``."""
-        return self._fidelity
-
-    @fidelity.setter
-    def fidelity(self, value: float) -> None:
-        self._fidelity = check_fidelity(value)
 
     def _stem(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

@@ -35,11 +35,11 @@ from facefix.nn.stylegan2 import (
     ConvUpLayer,
     EqualConv2d,
     EqualLinear,
+    FidelityControl,
     FusedLeakyReLU,
     ModulatedConv2d,
     ToRGB,
     channel_plan,
-    check_fidelity,
     mapping_network,
 )
 
@@ -143,7 +143,7 @@ class ConcatPrior(nn.Module):
         return rgb
 
 
-class MMRBNet(nn.Module):
+class MMRBNet(FidelityControl, nn.Module):
     """Face in, face out (``(B, 3, S, S)`` RGB in [-1, 1]); see the module docstring.
 
     ``forward(x, return_rgb=True)`` returns ``(image, [rgb_8, …, rgb_S] or None)``: the
@@ -175,14 +175,6 @@ class MMRBNet(nn.Module):
         self.to_rgbs = nn.ModuleList(EqualConv2d(ch[r], 3, 1) for r in outer)
         self.prior = ConcatPrior(out_size, style_dim, num_mlp, ch, lr_mlp)
         self.fidelity = fidelity
-
-    @property
-    def fidelity(self) -> float:
-        return self._fidelity
-
-    @fidelity.setter
-    def fidelity(self, value: float) -> None:
-        self._fidelity = check_fidelity(value)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """``(z, [e_S/2, …, e_4])``: the latent and the encoder's skip features."""
