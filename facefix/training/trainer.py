@@ -175,7 +175,9 @@ class Recipe(Protocol):
         """The checkpoint ``facefix restore --weights`` loads (from the EMA generator)."""
 
     # Optional: ``validate(trainer) -> {metric: value}`` replaces the image-quality
-    # validation (a parser reports mean IoU instead of PSNR/SSIM).
+    # validation (a parser reports mean IoU instead of PSNR/SSIM); ``baseline(generator,
+    # batch)`` with ``baseline_name`` replaces the degraded input as what validation
+    # compares with (a super-resolver's bicubic enlargement: ``psnr_bicubic``, …).
 
 
 class StepContext:
@@ -382,20 +384,23 @@ class Trainer:
             result = self.recipe.validate(self)
             self._append_csv("val.csv", {"step": self.step, **result})
             return result
-        scores = {"psnr": [], "ssim": [], "psnr_lq": [], "ssim_lq": []}
+        # what the network is measured against: the degraded input, or the recipe's own
+        # baseline (a super-resolver's is its input enlarged bicubically)
+        suffix, baseline = getattr(self.recipe, "baseline_name", "lq"), getattr(self.recipe, "baseline", None)
+        scores = {"psnr": [], "ssim": [], f"psnr_{suffix}": [], f"ssim_{suffix}": []}
         rows = []
         loader = DataLoader(self.val_set, batch_size=max(1, self.config.batch_size), shuffle=False, num_workers=0)
         for batch in loader:
             batch = {key: value.to(self.device) for key, value in batch.items()}
-            lq = batch["lq"]
             with self.autocast():
                 output = self.recipe.generate(self.ema, batch).float()
-            for i in range(lq.shape[0]):
-                restored, degraded, target = to_image(output[i]), to_image(batch["lq"][i]), to_image(batch["hq"][i])
+            reference = batch["lq"] if baseline is None else baseline(self.ema, batch)
+            for i in range(output.shape[0]):
+                restored, degraded, target = to_image(output[i]), to_image(reference[i]), to_image(batch["hq"][i])
                 scores["psnr"].append(psnr(restored, target))
                 scores["ssim"].append(ssim(restored, target))
-                scores["psnr_lq"].append(psnr(degraded, target))
-                scores["ssim_lq"].append(ssim(degraded, target))
+                scores[f"psnr_{suffix}"].append(psnr(degraded, target))
+                scores[f"ssim_{suffix}"].append(ssim(degraded, target))
                 if len(rows) < 4:
                     rows.append(np.concatenate([degraded, restored, target], axis=1))
         result = {key: float(np.mean(values)) for key, values in scores.items()}
@@ -422,11 +427,9 @@ class Trainer:
     def _report(self, label: str, scores: dict[str, float]) -> None:
         if not scores or self.quiet:
             return
-        # a recipe's own baseline (a super-resolver's is bicubic enlargement) or the degraded input
-        baseline = next((name for suffix, name in (("lq", "degraded"), ("bicubic", "bicubic"))
-                         if f"psnr_{suffix}" in scores and f"ssim_{suffix}" in scores), None)
-        suffix = {"degraded": "lq", "bicubic": "bicubic"}.get(baseline or "")
-        if "psnr" in scores and "ssim" in scores and suffix:
+        suffix = getattr(self.recipe, "baseline_name", "lq")
+        baseline = "degraded" if suffix == "lq" else suffix
+        if all(key in scores for key in ("psnr", "ssim", f"psnr_{suffix}", f"ssim_{suffix}")):
             text = (f"val PSNR {scores['psnr']:.2f} dB ({baseline} {scores[f'psnr_{suffix}']:.2f}), SSIM "
                     f"{scores['ssim']:.4f} ({baseline} {scores[f'ssim_{suffix}']:.4f})")
         else:

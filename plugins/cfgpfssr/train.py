@@ -24,22 +24,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch.nn import functional as F
-from torch.utils.data import DataLoader
 
 from facefix.checkpoints import load_into, read_checkpoint
 from facefix.errors import FacefixError
-from facefix.metrics.pixel import psnr, ssim
 from facefix.networks import load_network
 from facefix.training.adversarial import update_discriminator
 from facefix.nn.parsing import labels_onehot
 from facefix.training.discriminators import StyleGAN2Discriminator
 from facefix.training.losses import LossTerms, build_perceptual, gan_loss, mse_loss
-from facefix.training.data import paired_random_crop, to_image
+from facefix.training.data import paired_random_crop
 from facefix.training.trainer import TrainConfig, set_requires_grad
-from facefix.image_io import write_image
 from facefix.weights import WeightsResolver
 from facefix_plugins.cfgpfssr.arch import CFGPFSSRNet
 from facefix_plugins.cfgpfssr.network import load_prior, parse_low_resolution, parser_card
@@ -218,30 +214,12 @@ class CFGPFSSRRecipe:
     def generate(self, generator, batch):
         return generator(*self.inputs(generator, batch))
 
+    #: validation scores the network against its input enlarged bicubically (psnr_bicubic, …)
+    baseline_name = "bicubic"
+
     @torch.no_grad()
-    def validate(self, trainer) -> dict[str, float]:
-        """PSNR / SSIM of the EMA network and of bicubic enlargement, against the HR faces."""
-        scores: dict[str, list[float]] = {"psnr": [], "ssim": [], "psnr_bicubic": [], "ssim_bicubic": []}
-        rows = []
-        network = trainer.ema
-        loader = DataLoader(trainer.val_set, batch_size=max(1, trainer.config.batch_size), shuffle=False)
-        for batch in loader:
-            batch = {key: value.to(trainer.device) for key, value in batch.items()}
-            lr, parsing = self.inputs(network, batch)
-            with trainer.autocast():
-                output = network(lr, parsing).float()
-            baseline = bicubic_baseline(lr, network.out_size)
-            for index in range(output.shape[0]):
-                restored, bicubic = to_image(output[index]), to_image(baseline[index])
-                target = to_image(batch["hq"][index])
-                scores["psnr"].append(psnr(restored, target))
-                scores["ssim"].append(ssim(restored, target))
-                scores["psnr_bicubic"].append(psnr(bicubic, target))
-                scores["ssim_bicubic"].append(ssim(bicubic, target))
-                if len(rows) < 4:
-                    rows.append(np.concatenate([bicubic, restored, target], axis=1))
-        write_image(trainer.out / "val" / f"step_{trainer.step:07d}.png", np.concatenate(rows, axis=0))
-        return {key: float(np.mean(values)) for key, values in scores.items()}
+    def baseline(self, generator, batch):
+        return bicubic_baseline(make_low_resolution(batch["hq"], generator.in_size), generator.out_size)
 
     def export(self, generator, config) -> dict[str, Any]:
         checkpoint: dict[str, Any] = {"params_ema": generator.state_dict(), "config": dict(generator.config)}
