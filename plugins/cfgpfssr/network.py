@@ -79,13 +79,9 @@ def parser_card():
                          "installed plugin registers")
 
 
-def parser_size(parser: torch.nn.Module) -> int:
-    return int(parser.config["in_size"])
-
-
 def parse_low_resolution(parser: torch.nn.Module, lr: torch.Tensor) -> torch.Tensor:
     """The one-hot parsing map of ``lr`` enlarged bicubically to the parser's input size."""
-    size = parser_size(parser)
+    size = int(parser.config["in_size"])
     enlarged = F.interpolate(lr, size=(size, size), mode="bicubic", align_corners=False).clamp(-1, 1)
     return parsing_onehot(parser_logits(parser(enlarged)))
 

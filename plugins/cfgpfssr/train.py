@@ -30,11 +30,11 @@ from torch.nn import functional as F
 from facefix.checkpoints import load_into, read_checkpoint
 from facefix.errors import FacefixError
 from facefix.networks import load_network
-from facefix.training.adversarial import update_discriminator
 from facefix.nn.parsing import labels_onehot
+from facefix.training.adversarial import update_discriminator
+from facefix.training.data import paired_random_crop
 from facefix.training.discriminators import StyleGAN2Discriminator
 from facefix.training.losses import LossTerms, build_perceptual, gan_loss, mse_loss
-from facefix.training.data import paired_random_crop
 from facefix.training.trainer import TrainConfig, set_requires_grad
 from facefix.weights import WeightsResolver
 from facefix_plugins.cfgpfssr.arch import CFGPFSSRNet
@@ -187,15 +187,17 @@ class CFGPFSSRRecipe:
         network = models["generator"]
         discriminator = models.get("discriminator")
 
+        # the low-resolution input and its parsing (a parser pass) once per micro-batch, for both updates
+        inputs = {id(micro): self.inputs(network, micro) for micro in step.micro_batches}
         if discriminator is not None:
-            update_discriminator(step, discriminator, lambda micro: network(*self.inputs(network, micro)),
+            update_discriminator(step, discriminator, lambda micro: network(*inputs[id(micro)]),
                                  r1_weight=0.0, r1_every=1)
 
         # crops reproducible from the step (the engine seeds the data, not the crops)
         crops = torch.Generator().manual_seed(step.iteration)
 
         def g_loss(micro):
-            output = network(*self.inputs(network, micro))
+            output = network(*inputs[id(micro)])
             target = micro["hq"]
             terms = LossTerms()
             terms.add("mse", mse_loss(output, target), o["mse_weight"])
