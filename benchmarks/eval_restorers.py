@@ -8,7 +8,8 @@
 Super-resolvers: ``--preset none --degrade-config benchmarks/configs/bicubic_x16.json
 --baseline "bicubic x16"`` makes the inputs by shrinking each face 16 times (area) and
 enlarging it back bicubically, which is also the bicubic baseline's row; ``facefix
-restore --aligned`` shrinks them again to the restorer's input size.
+restore --aligned`` shrinks them again to the restorer's input size. ``--restore-args
+"LABEL=--parser psfrgan --parser-weights FILE"`` gives one row's restore more options.
 
 It runs ``facefix degrade`` once (``--save-hq`` keeps the exact targets), then for each
 ``--restorer [LABEL=]NAME[:WEIGHTS]`` ``facefix restore --aligned`` and ``facefix eval
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -59,6 +61,9 @@ def main() -> None:
     parser.add_argument("--degrade-config", help="JSON overrides of the preset (facefix degrade --config)")
     parser.add_argument("--baseline", default="degraded input", help="label of the inputs' own row")
     parser.add_argument("--restorer", action="append", default=[], help="[LABEL=]NAME[:WEIGHTS]; repeat")
+    parser.add_argument("--restore-args", action="append", default=[], metavar="LABEL=ARGS",
+                        help="more `facefix restore` options for one restorer's row, e.g. "
+                             "'CFGPFSSR=--parser psfrgan --parser-weights FILE'; repeat")
     parser.add_argument("--model-dir", help="weights of the metrics (LPIPS, NIQE, SFace) and of the restorers")
     args = parser.parse_args()
 
@@ -70,6 +75,10 @@ def main() -> None:
     baseline = scores(degraded, targets, args.model_dir)
     before = {row["file"].rsplit(".", 1)[0]: row["psnr"] for row in baseline["images"]}
     rows = [(args.baseline, baseline, None)]
+    more_args = {}
+    for text in args.restore_args:
+        label, _, options = text.partition("=")
+        more_args[label] = shlex.split(options)
     for text in args.restorer:
         label, name, weights = parse_restorer(text)
         out = args.work / label.replace(" ", "_").replace("/", "_")
@@ -78,7 +87,7 @@ def main() -> None:
             command += ["--weights", weights]
         if args.model_dir:
             command += ["--model-dir", args.model_dir]
-        facefix(*command)
+        facefix(*command, *more_args.get(label, []))
         result = scores(out, targets, args.model_dir)
         better = sum(row["psnr"] > before[row["file"].rsplit(".", 1)[0]] for row in result["images"])
         rows.append((label, result, better))
