@@ -214,15 +214,18 @@ class PSFRGANRecipe:
         generator = models["generator"]
         discriminator = models.get("discriminator")
 
-        def prepared(micro):
+        def prepare(micro):
             labels = self.target_labels(micro)
             return self.condition(micro), labels, labels_onehot(labels, micro["hq"].dtype)
+
+        # the parser's passes (LQ condition, HQ labels) once per micro-batch, for both updates
+        prepared = {id(micro): prepare(micro) for micro in step.micro_batches}
 
         if discriminator is not None:
             set_requires_grad(discriminator, True)
 
             def d_loss(micro):
-                condition, _, target_map = prepared(micro)
+                condition, _, target_map = prepared[id(micro)]
                 with torch.no_grad():
                     fake = generator(micro["lq"], condition)
                 fake_out = discriminator(torch.cat((fake, target_map), 1))
@@ -235,7 +238,7 @@ class PSFRGANRecipe:
             set_requires_grad(discriminator, False)
 
         def g_loss(micro):
-            condition, labels, target_map = prepared(micro)
+            condition, labels, target_map = prepared[id(micro)]
             output = generator(micro["lq"], condition)
             target = micro["hq"]
             terms = LossTerms()
