@@ -187,7 +187,7 @@ def test_train_with_a_frozen_prior_restore_and_export(faces, parser_file, tmp_pa
     assert output.shape == (4 * source.shape[0], 4 * source.shape[1], 3)
 
 
-def test_oracle_parsing_needs_masks_and_the_ablation_needs_none(faces, tmp_path, shared_weights):
+def test_oracle_parsing_needs_masks_and_the_ablation_needs_none(faces, parser_file, tmp_path, shared_weights):
     common = ["train", "cfgpfssr", "--data", str(faces / "images"), *TRAIN, "--no-perceptual", "--no-gan",
               "--model-dir", str(shared_weights)]
     missing = CliRunner().invoke(cli, [*common, "--out", str(tmp_path / "a")])
@@ -196,6 +196,18 @@ def test_oracle_parsing_needs_masks_and_the_ablation_needs_none(faces, tmp_path,
     oracle = CliRunner().invoke(cli, [*common, "--out", str(tmp_path / "b"), "--masks", str(faces / "masks")])
     assert oracle.exit_code == 0, oracle.output
     assert "parser" not in torch.load(tmp_path / "b" / "final.pth", weights_only=True)
+    # a file without a parser, offline: one line on how to give its parsing prior, then given one
+    face = shared_path("photos", "gfpgan__inputs_cropped_faces_Adele_crop.png")
+    restore = ["restore", str(face), "--aligned", "--weights", str(tmp_path / "b" / "final.pth"),
+               "--model-dir", str(tmp_path), "--backend", "torch", "--quiet"]
+    offline = {"FACEFIX_OFFLINE": "1", "FACEFIX_HOME": str(tmp_path / "home")}
+    refused = CliRunner().invoke(cli, [*restore, str(tmp_path / "o1")], env=offline)
+    assert refused.exit_code != 0 and "Traceback" not in refused.output
+    assert "carries no parser" in refused.output and "--parser psfrgan --parser-weights" in refused.output
+    given = CliRunner().invoke(cli, [*restore, str(tmp_path / "o2"), "--parser", "psfrgan", "--parser-weights",
+                                     str(parser_file)], env=offline)
+    assert given.exit_code == 0, given.output
+    assert read_any(tmp_path / "o2" / face.name).shape == (64, 64, 3)
     baseline = CliRunner().invoke(cli, [*common, "--out", str(tmp_path / "c"), "--no-parsing", "--no-features"])
     assert baseline.exit_code == 0, baseline.output
     config = torch.load(tmp_path / "c" / "final.pth", weights_only=True)["config"]

@@ -124,8 +124,17 @@ def restorer(network: LoadedNetwork, context: ComponentContext, name: str) -> CF
     external = context.parser is not None and module.uses_parsing
     parser = None
     if module.uses_parsing and not external:
-        parser = carried_parser(network) or load_network(parser_card(), context.resolve_weights(PARSER_WEIGHTS)).module
+        parser = carried_parser(network) or load_network(parser_card(), released_parser_weights(network, context)).module
     return CFGPFSSRRestorer(module, parser, network.path, context.device, external_parsing=external, name=name)
+
+
+def released_parser_weights(network: LoadedNetwork, context: ComponentContext) -> Path:
+    """The released parser's file, or one line on what else gives a file without a parser its maps."""
+    try:
+        return context.resolve_weights(PARSER_WEIGHTS)
+    except WeightsError as error:
+        raise WeightsError(f"{network.path}: carries no parser (trained on --masks) and {error}; give its parsing "
+                           f"prior with --parser {PARSER_CARD_NAME} --parser-weights FILE") from None
 
 
 def carried_parser(network: LoadedNetwork) -> torch.nn.Module | None:
