@@ -147,6 +147,9 @@ class ComponentContext:
     #: The parser chosen on the command line, if any: a restorer that parses its own
     #: inputs (PSFR-GAN) takes that parser's maps instead.
     parser: str | None = None
+    #: ``--parser-weights``: a restorer that runs a parser inside its own graph takes
+    #: this file for it when its own file carries none.
+    parser_weights: Path | None = None
 
     def weights(self, name: str) -> Path:
         """The file to load: the explicit ``--weights`` path if given, else the registry's."""

@@ -127,6 +127,7 @@ def build(spec: ComponentSpec, *, device: str, resolver: WeightsResolver,
         detection_threshold=selection.detection_threshold,
         onnx_path=selection.onnx,
         parser=selection.chosen_parser,
+        parser_weights=selection.parser_weights,
     )
     return spec.build(context)
 

@@ -208,6 +208,11 @@ def test_oracle_parsing_needs_masks_and_the_ablation_needs_none(faces, parser_fi
                                      str(parser_file)], env=offline)
     assert given.exit_code == 0, given.output
     assert read_any(tmp_path / "o2" / face.name).shape == (64, 64, 3)
+    exported = CliRunner().invoke(cli, ["export", "cfgpfssr", "--weights", str(tmp_path / "b" / "final.pth"),
+                                        "--parser-weights", str(parser_file), "-o", str(tmp_path / "b.onnx")],
+                                  env=offline)
+    assert exported.exit_code == 0, exported.output
+    assert float(exported.output.rsplit("= ", 1)[1].split()[0]) < 2 / 255
     baseline = CliRunner().invoke(cli, [*common, "--out", str(tmp_path / "c"), "--no-parsing", "--no-features"])
     assert baseline.exit_code == 0, baseline.output
     config = torch.load(tmp_path / "c" / "final.pth", weights_only=True)["config"]

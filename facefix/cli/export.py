@@ -30,7 +30,11 @@ def export_command(card: NetworkCard) -> click.Command:
     @click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path), envvar="FACEFIX_MODEL_DIR")
     @click.option("--sample", type=click.Path(dir_okay=False, exists=True, path_type=Path),
                   help="Aligned face image to compare PyTorch and onnxruntime on.")
-    def command(variant, weights_path, output, opset, dynamic_batch, fp16, fidelity, model_dir, sample):
+    @click.option("--parser-weights", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+                  help="Parser exported inside the graph, for a network that parses its input but whose "
+                       "file carries no parser.")
+    def command(variant, weights_path, output, opset, dynamic_batch, fp16, fidelity, model_dir, sample,
+                parser_weights):
         import cv2
 
         from facefix import compose, plugins
@@ -43,7 +47,7 @@ def export_command(card: NetworkCard) -> click.Command:
             resolver = WeightsResolver(model_dir=model_dir)
             spec = next(spec for spec in plugins.components(card.kind).values()
                         if spec.card is card and (spec.tag == variant or spec.tag is None))
-            selection = compose.ComponentSelection(fidelity=fidelity, device="cpu")
+            selection = compose.ComponentSelection(fidelity=fidelity, device="cpu", parser_weights=parser_weights)
             restorer = compose.build(spec, device="cpu", resolver=resolver, selection=selection,
                                      weights_path=weights_path)
             face = None

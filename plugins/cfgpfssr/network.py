@@ -4,9 +4,9 @@ in front of it, the restorer, and loading a pretrained StyleGAN2 as the prior ba
 The parsing prior (spec §1.6, V6) is a parser network card's network (PSFR-GAN's,
 found through the registry, as any plugin's would be), run on the low-resolution face
 enlarged bicubically to the parser's size (the paper's I_BIC: half the output size).
-Files trained with ``--parser-weights`` carry that parser; otherwise the released
-``psfrgan-parse`` weights are used, or, with ``--parser NAME``, that parser's labels of
-the aligned face. Networks trained without parsing (the ablation) need none.
+Files trained with ``--parser-weights`` carry that parser; otherwise ``--parser-weights``
+(export) or the released ``psfrgan-parse`` weights are used, or, with ``--parser NAME``,
+that parser's labels of the aligned face. Networks trained without parsing (the ablation) need none.
 """
 
 from __future__ import annotations
@@ -124,7 +124,8 @@ def restorer(network: LoadedNetwork, context: ComponentContext, name: str) -> CF
     external = context.parser is not None and module.uses_parsing
     parser = None
     if module.uses_parsing and not external:
-        parser = carried_parser(network) or load_network(parser_card(), released_parser_weights(network, context)).module
+        parser = carried_parser(network) or load_network(
+            parser_card(), context.parser_weights or released_parser_weights(network, context)).module
     return CFGPFSSRRestorer(module, parser, network.path, context.device, external_parsing=external, name=name)
 
 
