@@ -203,7 +203,7 @@ def test_oracle_parsing_needs_masks_and_the_ablation_needs_none(faces, parser_fi
     offline = {"FACEFIX_OFFLINE": "1", "FACEFIX_HOME": str(tmp_path / "home")}
     refused = CliRunner().invoke(cli, [*restore, str(tmp_path / "o1")], env=offline)
     assert refused.exit_code != 0 and "Traceback" not in refused.output
-    assert "carries no parser" in refused.output and "--parser psfrgan --parser-weights" in refused.output
+    assert "carries no parser" in refused.output and "--parser psfrgan --parser-weights FILE" in refused.output
     given = CliRunner().invoke(cli, [*restore, str(tmp_path / "o2"), "--parser", "psfrgan", "--parser-weights",
                                      str(parser_file)], env=offline)
     assert given.exit_code == 0, given.output

@@ -135,7 +135,8 @@ def released_parser_weights(network: LoadedNetwork, context: ComponentContext) -
         return context.resolve_weights(PARSER_WEIGHTS)
     except WeightsError as error:
         raise WeightsError(f"{network.path}: carries no parser (trained on --masks) and {error}; give its parsing "
-                           f"prior with --parser {PARSER_CARD_NAME} --parser-weights FILE") from None
+                           f"prior with --parser {PARSER_CARD_NAME} --parser-weights FILE (export: --parser-weights FILE)"
+                           ) from None
 
 
 def carried_parser(network: LoadedNetwork) -> torch.nn.Module | None:
