@@ -10,7 +10,7 @@ recognises the file. The core names no plugin: ranks and cards come from the plu
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -51,6 +51,7 @@ class Assembly:
     components: dict[str, Any]
     chosen: list[str]
     device: str
+    names: dict[str, str] = field(default_factory=dict)  # kind -> component name, for :func:`rebuild`
 
     def get(self, kind: str) -> Any:
         return self.components.get(kind)
@@ -152,9 +153,7 @@ def assemble(selection: ComponentSelection, *, aligned: bool = False, quiet: boo
     The result holds ``restorer`` always; ``detector`` and ``blender`` unless
     ``aligned``; ``parser`` when chosen or needed. Raises FacefixError.
     """
-    from facefix.backends import apply_backend
     from facefix.inference import select_device
-    from facefix.weights import default_cache_dir
 
     if selection.parser_weights is not None and selection.chosen_parser is None:
         raise FacefixError("--parser-weights needs --parser NAME (the parser those weights belong to)")
@@ -170,16 +169,15 @@ def assemble(selection: ComponentSelection, *, aligned: bool = False, quiet: boo
             message = _default_note(restorer_spec)
             if message:
                 note(message)
-    restorer = build(restorer_spec, device=torch_device, resolver=resolver, selection=selection,
-                     weights_path=selection.weights)
-    restorer, how = apply_backend(restorer, selection.backend, selection.precision, torch_device, selection.onnx,
-                                  default_cache_dir().parent / "onnx", warn=note)
+    restorer, how = _build_restorer(restorer_spec, selection, torch_device, resolver, note)
     built: dict[str, Any] = {"restorer": restorer}
+    names = {"restorer": restorer_spec.name}
     chosen = [f"restorer {restorer_spec.name}{detected}" + (f" ({how})" if how else "")]
     if not aligned:
         for kind, name in (("detector", selection.detector), ("blender", selection.blender)):
             spec = choose(kind, name, resolver)
             built[kind] = build(spec, device=torch_device, resolver=resolver, selection=selection)
+            names[kind] = spec.name
             chosen.append(f"{kind} {spec.name}")
     needs_parsing = getattr(built["restorer"], "needs_parsing", False) or (
         not aligned and getattr(built.get("blender"), "needs_parsing", False)
@@ -191,5 +189,37 @@ def assemble(selection: ComponentSelection, *, aligned: bool = False, quiet: boo
         spec = choose("parser", selection.parser, resolver)
         built["parser"] = build(spec, device=torch_device, resolver=resolver, selection=selection,
                                 weights_path=selection.parser_weights)
+        names["parser"] = spec.name
         chosen.append(f"parser {spec.name}")
-    return Assembly(built, chosen, torch_device)
+    return Assembly(built, chosen, torch_device, names)
+
+
+def _build_restorer(spec: ComponentSpec, selection: ComponentSelection, device: str, resolver: WeightsResolver,
+                    note: Callable[[str], None]) -> tuple[Any, str]:
+    from facefix.backends import apply_backend
+    from facefix.weights import default_cache_dir
+
+    restorer = build(spec, device=device, resolver=resolver, selection=selection, weights_path=selection.weights)
+    return apply_backend(restorer, selection.backend, selection.precision, device, selection.onnx,
+                         default_cache_dir().parent / "onnx", warn=note)
+
+
+def rebuild(selection: ComponentSelection, names: dict[str, str], kinds: tuple[str, ...]) -> dict[str, Any]:
+    """Build again, in another process, the components :func:`assemble` chose (``Assembly.names``),
+    only those of ``kinds``: a worker that detects needs no restorer. Quiet: the first
+    assembly said everything worth saying."""
+    from facefix.inference import select_device
+
+    device = select_device(selection.device)
+    resolver = WeightsResolver(model_dir=selection.model_dir, progress=False)
+    built: dict[str, Any] = {}
+    for kind in kinds:
+        if kind not in names:
+            continue
+        spec = choose(kind, names[kind], resolver)
+        if kind == "restorer":
+            built[kind], _ = _build_restorer(spec, selection, device, resolver, note=lambda message: None)
+        else:
+            weights = selection.parser_weights if kind == "parser" else None
+            built[kind] = build(spec, device=device, resolver=resolver, selection=selection, weights_path=weights)
+    return built

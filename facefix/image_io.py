@@ -18,6 +18,7 @@ from PIL import UnidentifiedImageError
 
 from facefix.atomic import write_bytes_atomic
 from facefix.errors import InputError
+from facefix.sources import is_uri, list_uri, read_source
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 DEFAULT_MAX_PIXELS = 150_000_000  # ~12k x 12k: well past any camera, short of a decompression bomb
@@ -44,7 +45,7 @@ class Image:
     or uint16, exactly as stored apart from the EXIF rotation.
     """
 
-    path: Path
+    path: Path | str  # a URI stays a string
     pixels: np.ndarray
     format: str  # file extension to write by default, without the dot
     jpeg_quality: int | None = None  # estimated quality of a JPEG input
@@ -127,7 +128,7 @@ def _probe(path: Path, data: bytes, max_pixels: int) -> tuple[str, int, int | No
             f"image too large: {width}x{height} = {width * height} pixels is over the limit of "
             f"{max_pixels} (raise it with --max-pixels)",
         )
-    ext = _PIL_FORMAT_TO_EXT.get(pil_format, path.suffix.lower().lstrip(".") or "png")
+    ext = _PIL_FORMAT_TO_EXT.get(pil_format, Path(str(path)).suffix.lower().lstrip(".") or "png")
     return ext, orientation, quality
 
 
@@ -138,12 +139,11 @@ def _jpeg_is_complete(data: bytes) -> bool:
 
 
 def read_image(path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image:
-    """Decode one image file, or raise :class:`InputError` saying why not."""
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise InputError(path, f"unreadable ({error.strerror or error})") from None
+    """Decode one image file (a path, or a URI fsspec can open), or raise :class:`InputError`
+    saying why not."""
+    if not is_uri(path):
+        path = Path(path)
+    data = read_source(path)
     if not data:
         raise InputError(path, "empty file (0 bytes)")
     ext, orientation, quality = _probe(path, data, max_pixels)
@@ -222,15 +222,36 @@ def from_canvas(canvas: np.ndarray, like: np.ndarray, alpha: np.ndarray | None =
     return pixels
 
 
-def find_images(paths: list[Path], recursive: bool) -> list[tuple[Path, Path]]:
+def image_format(path: Path | str) -> str | None:
+    """The extension ``read_image`` would give the file, from its header alone (None if unreadable)."""
+    try:
+        if is_uri(path):
+            import fsspec
+
+            with fsspec.open(str(path), "rb") as stream, PILImage.open(stream) as probe:
+                pil_format = probe.format or ""
+        else:
+            with PILImage.open(path) as probe:
+                pil_format = probe.format or ""
+    except Exception:  # reading it properly will say why
+        return None
+    suffix = Path(str(path)).suffix.lower().lstrip(".")
+    return _PIL_FORMAT_TO_EXT.get(pil_format, suffix or "png")
+
+
+def find_images(paths: list[Path | str], recursive: bool) -> list[tuple[Path | str, Path]]:
     """Expand inputs into ``(file, relative output path)`` pairs, sorted and unique.
 
     Files given directly are kept whatever their extension (a wrong one is reported
-    when read); folders contribute the files with image extensions.
+    when read); folders contribute the files with image extensions. URIs (``s3://...``)
+    are listed through fsspec.
     """
-    found: dict[Path, Path] = {}
+    found: dict[Path | str, Path] = {}
     for root in paths:
-        if root.is_dir():
+        if is_uri(root):
+            for uri, relative in list_uri(str(root), IMAGE_EXTENSIONS, recursive):
+                found.setdefault(uri, relative)
+        elif root.is_dir():
             pattern = "**/*" if recursive else "*"
             for file in sorted(root.glob(pattern)):
                 if file.is_file() and file.suffix.lower() in IMAGE_EXTENSIONS and not file.name.startswith("."):

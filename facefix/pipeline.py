@@ -1,9 +1,11 @@
 """The restoration pipeline: detect → align → (parse) → restore → blend → write.
 
-Faces from several images share restorer batches: images are read and detected one
-after another, their aligned faces queue up, and every ``batch_size`` faces go
-through the parser and restorer together. An image is written as soon as all of its
-faces are back, in input order. A bad file is reported and skipped; the rest go on.
+One definition, two engines. :func:`plan_images` decides every output first;
+:class:`ImageStages` prepares (decode, detect, align) and writes (paste, encode, write
+atomically) one image; :class:`FaceBatcher` restores faces of several images in shared
+batches; :func:`finish_job` counts the result. :class:`Pipeline` runs them in one process
+(the local engine); :mod:`facefix.distributed` runs the same steps on Ray. A bad file is
+reported and skipped; the rest go on.
 """
 
 from __future__ import annotations
@@ -90,15 +92,23 @@ class AlignedFace:
     restored: np.ndarray | None = None
 
 
-_Face = AlignedFace
+@dataclass
+class ImageTask:
+    """One input on its way: where it comes from and where its result goes."""
+
+    source: Path | str  # a local path, or a URI
+    output: Path
 
 
 @dataclass
-class _Job:
+class ImageJob:
+    """A decoded image and its faces, between preparing and writing."""
+
+    task: ImageTask
     image: Image
-    output: Path
-    faces: list[_Face]
+    faces: list[AlignedFace]
     error: str | None = None
+    stage_seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
 
     @property
     def ready(self) -> bool:
@@ -142,8 +152,194 @@ def detect(detector: Any, image: np.ndarray) -> list[DetectedFace]:
     ]
 
 
+def output_path(options: PipelineOptions, out_dir: Path, relative: Path, image_format: str | None) -> Path:
+    """Where an input's result goes: its relative path under ``out_dir``, in the chosen format."""
+    ext = (options.ext or image_format or relative.suffix.lstrip(".") or "png").lower().lstrip(".")
+    if options.aligned and ext in ("jpg", "jpeg") and options.ext is None:
+        ext = "png"  # restored faces are small: keep them lossless unless asked
+    return out_dir / relative.parent / f"{relative.stem}{options.suffix}.{ext}"
+
+
+@dataclass
+class Plan:
+    """What a run will do, decided in input order before any image is decoded."""
+
+    tasks: list[ImageTask]
+    skipped: int
+    errors: list[str]
+
+
+def plan_images(files: list[tuple[Path | str, Path]], out_dir: Path, options: PipelineOptions) -> Plan:
+    """Each input's output, ``--skip-existing``, and the refusals: an output that would
+    overwrite an input, or that an earlier input of the run already writes.
+
+    The output's format comes from the file's header (as decoding would give it), so
+    both engines plan the same run whatever order their workers finish in.
+    """
+    from facefix.image_io import image_format
+
+    inputs = {Path(path).resolve() for path, _ in files if isinstance(path, Path)}
+    claimed: set[Path] = set()
+    plan = Plan(tasks=[], skipped=0, errors=[])
+    for source, relative in files:
+        if options.skip_existing and output_path(options, out_dir, relative,
+                                                 relative.suffix.lstrip(".").lower() or None).exists():
+            plan.skipped += 1
+            continue
+        output = output_path(options, out_dir, relative, image_format(source))
+        resolved = output.resolve()
+        if resolved in inputs:
+            plan.errors.append(f"{source}: output {output} would overwrite an input; choose another folder or --suffix")
+            continue
+        if resolved in claimed:
+            plan.errors.append(f"{source}: output {output} is already written by another input of this run")
+            continue
+        claimed.add(resolved)
+        plan.tasks.append(ImageTask(source=source, output=output))
+    return plan
+
+
+class ImageStages:
+    """The steps of one image, shared by every engine: :meth:`prepare` (decode, detect,
+    align), then :func:`restore_faces` on batches of faces, then :meth:`write` (paste,
+    encode, write atomically). Only the restorer's sizes are needed here, not the network,
+    so these steps can run where the restorer isn't loaded."""
+
+    def __init__(self, options: PipelineOptions, input_size: int, output_size: int,
+                 detector: Any | None = None, blender: Any | None = None):
+        self.options = options
+        self.input_size = input_size
+        self.output_size = output_size
+        self.detector = detector
+        self.blender = blender
+
+    def prepare(self, task: ImageTask) -> ImageJob:
+        """Decode and align; a bad file comes back with ``error`` set, never raised."""
+        seconds: dict[str, float] = defaultdict(float)
+        try:
+            start = time.perf_counter()
+            image = read_image(task.source, self.options.max_pixels)
+            seconds["decode"] += time.perf_counter() - start
+            faces = self._faces(image, seconds)
+        except Exception as error:
+            return ImageJob(task=task, image=None, faces=[], error=error_text(error, task.source),  # type: ignore[arg-type]
+                            stage_seconds=seconds)
+        return ImageJob(task=task, image=image, faces=faces, stage_seconds=seconds)
+
+    def _faces(self, image: Image, seconds: dict[str, float]) -> list[AlignedFace]:
+        size = self.input_size
+        bgr = image.bgr8()
+        if self.options.aligned:
+            shrinking = bgr.shape[0] > size
+            crop = cv2.resize(bgr, (size, size), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+            return [AlignedFace(crop=crop, affine=np.eye(2, 3))]
+        start = time.perf_counter()
+        found = detect(self.detector, bgr)
+        seconds["detect"] += time.perf_counter() - start
+        chosen = select_faces(found, bgr.shape, self.options.faces)
+        start = time.perf_counter()
+        faces = []
+        for face in chosen:
+            affine = alignment.estimate_affine(face.landmarks, size)
+            faces.append(AlignedFace(crop=alignment.warp_face(bgr, affine, size), affine=affine))
+        seconds["align"] += time.perf_counter() - start
+        return faces
+
+    def write(self, job: ImageJob) -> str | None:
+        """Paste, encode and write one restored image; the one-line error, or None."""
+        if job.error is not None:
+            return job.error
+        seconds = job.stage_seconds
+        try:
+            start = time.perf_counter()
+            if self.options.aligned:
+                pixels = job.faces[0].restored
+            else:
+                pixels = paste_faces(job.image.pixels, job.faces, _Sizes(self.input_size, self.output_size),
+                                     self.blender, self.options.faces.upscale, self.options.faces.color_match)
+            seconds["blend"] += time.perf_counter() - start
+            start = time.perf_counter()
+            ext = job.task.output.suffix.lstrip(".")
+            quality = self.options.jpeg_quality or max(DEFAULT_JPEG_QUALITY, job.image.jpeg_quality or 0)
+            data = encode_image(pixels, ext, quality)
+            seconds["encode"] += time.perf_counter() - start
+            write_bytes_atomic(job.task.output, data)
+            if self.options.save_faces:
+                self._save_faces(job)
+        except Exception as error:
+            return f"{job.task.source}: {error_text(error)}"
+        return None
+
+    def _save_faces(self, job: ImageJob) -> None:
+        root = job.task.output.parent
+        stem = job.task.output.stem
+        for index, face in enumerate(job.faces):
+            crop = cv2.resize(face.crop, (self.output_size, self.output_size), interpolation=cv2.INTER_CUBIC)
+            name = f"{stem}_{index:02d}.png"
+            for folder, pixels in (
+                ("cropped_faces", face.crop),
+                ("restored_faces", face.restored),
+                ("cmp", np.concatenate([crop, face.restored], axis=1)),
+            ):
+                write_bytes_atomic(root / folder / name, encode_image(pixels, "png"))
+
+
+@dataclass(frozen=True)
+class _Sizes:
+    input_size: int
+    output_size: int
+
+
+class FaceBatcher:
+    """Faces of several images share restorer batches of ``batch_size``; a batch that fails
+    fails its images (their other faces are then not restored), and the run goes on."""
+
+    def __init__(self, restorer: Any, parser: Any | None, batch_size: int,
+                 timed: Callable[..., Any] | None = None):
+        self.restorer = restorer
+        self.parser = parser
+        self.batch_size = max(1, batch_size)
+        self.timed = timed
+        self.jobs: list[ImageJob] = []  # in input order, until taken by :meth:`take_ready`
+        self._queue: list[AlignedFace] = []
+
+    def add(self, job: ImageJob) -> None:
+        self.jobs.append(job)
+        if job.error is None:
+            self._queue.extend(job.faces)
+
+    def drain(self, final: bool = False) -> None:
+        """Restore every full batch (and the last partial one when ``final``)."""
+        while self._queue and (final or len(self._queue) >= self.batch_size):
+            batch, self._queue = self._queue[: self.batch_size], self._queue[self.batch_size:]
+            try:
+                restore_faces(self.restorer, self.parser, batch, self.timed)
+            except Exception as error:
+                message = error_text(error)
+                # by identity: faces hold arrays, so == between them is not a truth value
+                batch_ids = {id(face) for face in batch}
+                failed_ids: set[int] = set()
+                for job in self.jobs:
+                    if job.error is None and any(id(face) in batch_ids for face in job.faces):
+                        job.error = f"{job.task.source}: restoring failed: {message}"
+                        failed_ids.update(id(face) for face in job.faces)
+                self._queue = [face for face in self._queue if id(face) not in failed_ids]
+
+    def take_ready(self) -> list[ImageJob]:
+        """The leading jobs whose faces are all back (or that failed), in input order."""
+        ready = []
+        while self.jobs and self.jobs[0].ready:
+            ready.append(self.jobs.pop(0))
+        return ready
+
+
 class Pipeline:
-    """Composes the chosen components; :meth:`run` processes files into a folder."""
+    """The local engine: composes the chosen components; :meth:`run` processes files into a folder.
+
+    Images are read and detected one after another, their aligned faces queue up, and
+    every ``batch_size`` faces go through the parser and restorer together. An image is
+    written as soon as all of its faces are back, in input order.
+    """
 
     def __init__(
         self,
@@ -160,17 +356,9 @@ class Pipeline:
         self.parser = parser
         self.options = options or PipelineOptions()
         self.report = report or (lambda message: tqdm.write(message, file=sys.stderr))
-        needs_parsing = getattr(restorer, "needs_parsing", False) or getattr(blender, "needs_parsing", False)
-        if needs_parsing and parser is None:
-            raise FacefixError("the chosen restorer or blender needs parsing maps: choose a parser with --parser")
-        if not self.options.aligned and (detector is None or blender is None):
-            raise FacefixError("whole-image restoration needs a detector and a blender")
+        check_components(restorer, blender, detector, parser, self.options.aligned)
+        self.stages = ImageStages(self.options, restorer.input_size, restorer.output_size, detector, blender)
         self.summary = Summary()
-        self._progress: tqdm | None = None
-        self._queue: list[_Face] = []
-        self._jobs: list[_Job] = []
-
-    # -- stages -------------------------------------------------------------------
 
     def _timed(self, stage: str, function: Callable[..., Any], *args: Any) -> Any:
         start = time.perf_counter()
@@ -178,140 +366,70 @@ class Pipeline:
         self.summary.stage_seconds[stage] += time.perf_counter() - start
         return result
 
-    def _prepare(self, image: Image) -> list[_Face]:
-        size = self.restorer.input_size
-        bgr = image.bgr8()
-        if self.options.aligned:
-            shrinking = bgr.shape[0] > size
-            crop = cv2.resize(bgr, (size, size), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
-            return [_Face(crop=crop, affine=np.eye(2, 3))]
-        found = self._timed("detect", detect, self.detector, bgr)
-        chosen = select_faces(found, bgr.shape, self.options.faces)
-        faces = []
-        start = time.perf_counter()
-        for face in chosen:
-            affine = alignment.estimate_affine(face.landmarks, size)
-            faces.append(_Face(crop=alignment.warp_face(bgr, affine, size), affine=affine))
-        self.summary.stage_seconds["align"] += time.perf_counter() - start
-        return faces
-
-    def _restore_batch(self, faces: list[_Face]) -> None:
-        restore_faces(self.restorer, self.parser, faces, self._timed)
-
-    def _drain(self, final: bool = False) -> None:
-        batch_size = max(1, self.options.faces.batch_size)
-        while self._queue and (final or len(self._queue) >= batch_size):
-            batch, self._queue = self._queue[:batch_size], self._queue[batch_size:]
-            try:
-                self._restore_batch(batch)
-            except Exception as error:  # the batch's images fail; the run goes on
-                message = error_text(error)
-                # by identity: faces hold arrays, so == between them is not a truth value
-                batch_ids = {id(face) for face in batch}
-                failed_ids: set[int] = set()
-                for job in self._jobs:
-                    if any(id(face) in batch_ids for face in job.faces):
-                        job.error = f"restoring failed: {message}"
-                        failed_ids.update(id(face) for face in job.faces)
-                # the failed images' faces still queued for later batches need no restoring
-                self._queue = [face for face in self._queue if id(face) not in failed_ids]
-        while self._jobs and self._jobs[0].ready:
-            self._finish(self._jobs.pop(0))
-
-    def _compose(self, job: _Job) -> np.ndarray:
-        return paste_faces(job.image.pixels, job.faces, self.restorer, self.blender, self.options.faces.upscale,
-                           self.options.faces.color_match)
-
-    def _advance(self) -> None:
-        # the bar counts finished images (written or failed), not images read: with
-        # faces batched across images, reading runs ahead of writing
-        if self._progress is not None:
-            self._progress.update(1)
-
-    def _finish(self, job: _Job) -> None:
-        self._advance()
-        if job.error is not None:
-            self._fail(f"{job.image.path}: {job.error}")
-            return
-        try:
-            if self.options.aligned:
-                pixels = job.faces[0].restored
-            else:
-                pixels = self._timed("blend", self._compose, job)
-            ext = job.output.suffix.lstrip(".")
-            quality = self.options.jpeg_quality or max(DEFAULT_JPEG_QUALITY, job.image.jpeg_quality or 0)
-            data = self._timed("encode", encode_image, pixels, ext, quality)
-            write_bytes_atomic(job.output, data)
-            if self.options.save_faces:
-                self._save_faces(job)
-        except Exception as error:
-            self._fail(f"{job.image.path}: {error_text(error)}")
-            return
-        self.summary.processed += 1
-        self.summary.faces += len(job.faces)
-        if not job.faces:
-            self.summary.without_faces += 1
-            if not self.options.quiet:
-                self.report(f"{job.image.path}: no face found; written unchanged")
-
-    def _save_faces(self, job: _Job) -> None:
-        root = job.output.parent
-        stem = job.output.stem
-        size = self.restorer.output_size
-        for index, face in enumerate(job.faces):
-            crop = cv2.resize(face.crop, (size, size), interpolation=cv2.INTER_CUBIC)
-            name = f"{stem}_{index:02d}.png"
-            for folder, pixels in (
-                ("cropped_faces", face.crop),
-                ("restored_faces", face.restored),
-                ("cmp", np.concatenate([crop, face.restored], axis=1)),
-            ):
-                write_bytes_atomic(root / folder / name, encode_image(pixels, "png"))
-
-    def _fail(self, message: str) -> None:
-        self.summary.failed += 1
-        self.summary.errors.append(message)
-        self.report(f"error: {message}")
-
-    # -- driver -------------------------------------------------------------------
-
     def output_path(self, out_dir: Path, relative: Path, image_format: str | None) -> Path:
-        ext = (self.options.ext or image_format or relative.suffix.lstrip(".") or "png").lower().lstrip(".")
-        if self.options.aligned and ext in ("jpg", "jpeg") and self.options.ext is None:
-            ext = "png"  # restored faces are small: keep them lossless unless asked
-        return out_dir / relative.parent / f"{relative.stem}{self.options.suffix}.{ext}"
+        return output_path(self.options, out_dir, relative, image_format)
 
-    def run(self, files: list[tuple[Path, Path]], out_dir: Path) -> Summary:
+    def run(self, files: list[tuple[Path | str, Path]], out_dir: Path) -> Summary:
         """Process ``(input file, relative output path)`` pairs into ``out_dir``."""
-        inputs = {path.resolve() for path, _ in files}
-        claimed: set[Path] = set()
-        self._progress = tqdm(total=len(files), desc="restore", unit="img", disable=self.options.quiet, file=sys.stderr)
-        for path, relative in files:
-            expected_output = self.output_path(out_dir, relative, relative.suffix.lstrip(".").lower() or None)
-            if self.options.skip_existing and expected_output.exists():
-                self.summary.skipped += 1
-                self._advance()
-                continue
-            try:
-                image = self._timed("decode", read_image, path, self.options.max_pixels)
-                output = self.output_path(out_dir, relative, image.format)
-                if output.resolve() in inputs:
-                    raise InputError(path, f"output {output} would overwrite an input; choose another folder or --suffix")
-                if output.resolve() in claimed:
-                    raise InputError(path, f"output {output} is already written by another input of this run")
-                claimed.add(output.resolve())
-                faces = self._prepare(image)
-            except Exception as error:
-                self._advance()
-                self._fail(error_text(error, path))
-                continue
-            self._jobs.append(_Job(image=image, output=output, faces=faces))
-            self._queue.extend(faces)
-            self._drain()
-        self._drain(final=True)
-        self._progress.close()
-        self._progress = None
+        plan = plan_images(files, out_dir, self.options)
+        progress = tqdm(total=len(files), desc="restore", unit="img", disable=self.options.quiet, file=sys.stderr)
+        start_summary(self.summary, plan, self.report, progress)
+        batcher = FaceBatcher(self.restorer, self.parser, self.options.faces.batch_size, self._timed)
+        for task in plan.tasks:
+            batcher.add(self.stages.prepare(task))
+            batcher.drain()
+            self._write_ready(batcher, progress)
+        batcher.drain(final=True)
+        self._write_ready(batcher, progress)
+        progress.close()
         return self.summary
+
+    def _write_ready(self, batcher: FaceBatcher, progress: tqdm) -> None:
+        for job in batcher.take_ready():
+            error = self.stages.write(job)
+            finish_job(self.summary, job.task.source, len(job.faces), job.stage_seconds, error, self.options.quiet,
+                       self.report)
+            progress.update(1)
+
+
+def check_components(restorer: Any, blender: Any | None, detector: Any | None, parser: Any | None,
+                     aligned: bool) -> None:
+    needs_parsing = getattr(restorer, "needs_parsing", False) or getattr(blender, "needs_parsing", False)
+    if needs_parsing and parser is None:
+        raise FacefixError("the chosen restorer or blender needs parsing maps: choose a parser with --parser")
+    if not aligned and (detector is None or blender is None):
+        raise FacefixError("whole-image restoration needs a detector and a blender")
+
+
+def _fail(summary: Summary, message: str, report: Callable[[str], None]) -> None:
+    summary.failed += 1
+    summary.errors.append(message)
+    report(f"error: {message}")
+
+
+def start_summary(summary: Summary, plan: Plan, report: Callable[[str], None], progress: tqdm) -> None:
+    """Count what the plan skipped or refused (each engine's first step)."""
+    summary.skipped += plan.skipped
+    progress.update(plan.skipped)
+    for message in plan.errors:
+        _fail(summary, message, report)
+        progress.update(1)
+
+
+def finish_job(summary: Summary, source: Path | str, faces: int, stage_seconds: dict[str, float],
+               error: str | None, quiet: bool, report: Callable[[str], None]) -> None:
+    """Count one image written (``error`` None) or failed, the same way in every engine."""
+    for stage, seconds in stage_seconds.items():
+        summary.stage_seconds[stage] += seconds
+    if error is not None:
+        _fail(summary, error, report)
+        return
+    summary.processed += 1
+    summary.faces += faces
+    if not faces:
+        summary.without_faces += 1
+        if not quiet:
+            report(f"{source}: no face found; written unchanged")
 
 
 def restore_faces(restorer: Any, parser: Any | None, faces: list[AlignedFace],

@@ -110,3 +110,34 @@ def selection_options(*fields: str, help_texts: dict[str, str] | None = None
     if unknown:
         raise ValueError(f"not selection options: {', '.join(sorted(unknown))}")
     return lambda command: _gather(command, fields, with_faces=False, help_texts=help_texts)
+
+
+def engine_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--engine`` and Ray's placement options; the command gets ``engine`` (an
+    :class:`~facefix.distributed.EngineOptions`)."""
+    @functools.wraps(command)
+    def wrapper(**values: Any) -> Any:
+        from facefix.distributed import EngineOptions
+
+        engine = EngineOptions(engine=values.pop("engine"), address=values.pop("address"),
+                               actors=values.pop("actors"), num_cpus=values.pop("num_cpus"),
+                               num_gpus=values.pop("num_gpus"))
+        return command(engine=engine, **values)
+
+    decorated = wrapper
+    for decls, kwargs in reversed([
+        _option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+                help="local: this process. ray: the same pipeline on a Ray cluster (the ray extra).",),
+        _option("--address", default=None,
+                help="--engine ray: an existing cluster (e.g. ray://head:10001, or 'auto'); default: start a "
+                     "local one."),
+        _option("--actors", type=click.IntRange(min=1), default=1, show_default=True,
+                help="--engine ray: restorer actors (each loads the networks once)."),
+        _option("--num-cpus", type=click.FloatRange(min=0), default=1.0, show_default=True,
+                help="--engine ray: CPUs each restorer actor reserves."),
+        _option("--num-gpus", type=click.FloatRange(min=0), default=0.0, show_default=True,
+                help="--engine ray: GPUs each restorer actor reserves (fractions share a GPU)."),
+    ]):
+        decorated = click.option(*decls, **kwargs)(decorated)
+    return decorated
+

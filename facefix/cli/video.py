@@ -9,9 +9,11 @@ from pathlib import Path
 import click
 
 from facefix.cli.common import fail
-from facefix.cli.options import component_options
+from facefix.cli.options import component_options, engine_options
 from facefix.compose import ComponentSelection
+from facefix.distributed import EngineOptions, require_ray
 from facefix.errors import FacefixError
+from facefix.video.segments import DEFAULT_OVERLAP_FRAMES, DEFAULT_SEGMENT_SECONDS
 from facefix.video.tracking import DEFAULT_BETA, DEFAULT_MIN_CUTOFF
 
 #: Appended to the input's name when no ``-o`` is given.
@@ -46,6 +48,11 @@ def _time_option(value: str | None, name: str) -> float | None:
               help=f"Output video (default: IN's name with {DEFAULT_SUFFIX!r} added, beside it). "
                    "Its extension picks the container: .mp4, .mov, .mkv, .webm, .avi.")
 @component_options
+@engine_options
+@click.option("--segment-seconds", type=click.FloatRange(min=0.1), default=DEFAULT_SEGMENT_SECONDS,
+              show_default=True, help="--engine ray: restore the clip in segments of about this length, in parallel.")
+@click.option("--segment-overlap", type=click.IntRange(min=0), default=DEFAULT_OVERLAP_FRAMES, show_default=True,
+              help="--engine ray: frames decoded before each segment so its face tracks start settled.")
 @click.option("--crf", "--quality", "crf", type=click.FloatRange(0, 63), default=None,
               help="Constant quality: lower is better and bigger (default: 18 for libx264, 20 for libx265).")
 @click.option("--codec", default="libx264", show_default=True,
@@ -64,7 +71,7 @@ def _time_option(value: str | None, name: str) -> float | None:
 @click.option("--smooth-beta", type=click.FloatRange(min=0), default=DEFAULT_BETA, show_default=True,
               help="One-Euro speed coefficient: higher follows fast motion with less lag.")
 def video_command(source: Path, output: Path | None, selection: ComponentSelection, faces, quiet: bool,
-                  crf: float | None, codec: str, preset: str | None, pix_fmt: str, start: str | None, end: str | None,
+                  engine: EngineOptions, segment_seconds: float, segment_overlap: int, crf: float | None, codec: str, preset: str | None, pix_fmt: str, start: str | None, end: str | None,
                   detect_every: int, smoothing: bool, smooth_cutoff: float, smooth_beta: float) -> None:
     """Restore every face in the video IN.
 
@@ -79,6 +86,11 @@ def video_command(source: Path, output: Path | None, selection: ComponentSelecti
     from facefix.video.restorer import VideoOptions, VideoRestorer
 
     start_s, end_s = _time_option(start, "--start"), _time_option(end, "--end")
+    if engine.distributed:
+        try:
+            require_ray()
+        except FacefixError as error:
+            fail(str(error))
     target = output if output is not None else default_output(source)
     try:
         ffmpeg_exe = find_ffmpeg()
@@ -89,6 +101,7 @@ def video_command(source: Path, output: Path | None, selection: ComponentSelecti
             raise FacefixError(f"--end ({end}) must be after --start ({start})")
         info = probe(source, ffmpeg_exe)  # a bad input fails before any network loads
         assembly = compose.assemble(selection, quiet=quiet, note=lambda message: click.echo(message, err=True))
+        names = assembly.names
         options = VideoOptions(
             faces=faces, detect_every=detect_every, smoothing=smoothing, smooth_cutoff=smooth_cutoff,
             smooth_beta=smooth_beta, start=start_s, end=end_s,
@@ -107,7 +120,14 @@ def video_command(source: Path, output: Path | None, selection: ComponentSelecti
         # `kill` (SIGTERM) cleans up as Ctrl-C does: the temporary file goes too
         previous = signal.signal(signal.SIGTERM, _interrupt)
         try:
-            summary = runner.run(source, target, info=info)
+            if engine.distributed:
+                from facefix.distributed.video import restore_video
+
+                del runner, assembly  # the actors load their own
+                summary = restore_video(source, target, info, selection, names, options, engine,
+                                        segment_seconds, segment_overlap)
+            else:
+                summary = runner.run(source, target, info=info)
         finally:
             signal.signal(signal.SIGTERM, previous)
     except FacefixError as error:

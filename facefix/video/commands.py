@@ -71,14 +71,17 @@ def parse_time(text: str | float | None) -> float | None:
     return value
 
 
-def decode_args(ffmpeg_exe: str, path: Path, start: float | None = None, end: float | None = None) -> list[str]:
+def decode_args(ffmpeg_exe: str, path: Path, start: float | None = None, end: float | None = None,
+                absolute: bool = False) -> list[str]:
     """Decode the first real video stream to upright bgr24 frames on stdout.
 
     Input ``-ss``/``-to`` seek frame-accurately (frames before ``start`` are decoded and
     dropped); ``fps_mode passthrough`` delivers exactly the decoded frames, never a
     duplicated or dropped one; ``showinfo`` prints each frame's timestamp to stderr.
     """
-    options = {key: value for key, value in (("ss", start), ("to", end)) if value is not None}
+    options: dict[str, Any] = {key: value for key, value in (("ss", start), ("to", end)) if value is not None}
+    if absolute and start is not None:  # ``start`` is a timestamp, not a time after the file's start
+        options["seek_timestamp"] = 1
     stream = ffmpeg.input(str(path), **options)["V:0"].filter("showinfo", checksum=0)
     out = ffmpeg.output(stream, "pipe:1", format="rawvideo", pix_fmt="bgr24", fps_mode="passthrough")
     return _with_globals(out.compile(cmd=ffmpeg_exe), "-nostats", "-loglevel", "info")
@@ -157,9 +160,12 @@ def encode_args(
     time_base: Fraction | None = None,
     start: float | None = None,
     end: float | None = None,
+    keyframes: list[int] | tuple[int, ...] = (),
 ) -> list[str]:
     """Encode the Matroska frame stream on stdin to ``target``, with the input's audio.
 
+    - ``keyframes``: frame numbers (from 0, the first frame written) encoded as keyframes,
+      besides the encoder's own choices.
     - ``first_time``: the first frame's time (s); the pipe's timestamps start at 0, and
       ``-itsoffset`` puts the video back where it was against the audio.
     - ``time_base``: the input stream's time base; mp4/mov tracks get it as their
@@ -182,6 +188,9 @@ def encode_args(
     streams = [video]
     options: dict[str, Any] = {"format": container, "fps_mode": "passthrough", "pix_fmt": settings.pix_fmt}
     options.update(video_codec_options(settings.codec, settings.crf, settings.preset))
+    forced = [number for number in keyframes if number > 0]
+    if forced:
+        options["force_key_frames"] = "expr:" + "+".join(f"eq(n,{number})" for number in forced)
     if info.audio:
         trim = {key: value for key, value in (("ss", start), ("to", end)) if value is not None}
         original = ffmpeg.input(str(source), **trim)

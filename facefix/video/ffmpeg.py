@@ -69,7 +69,7 @@ def probe(path: Path, ffmpeg_exe: str) -> VideoInfo:
     stderr = result.stderr.decode("utf-8", "replace")
     info = parse_input_header(stderr, path)
     time_base = None
-    times = []
+    times, keyframes = [], []
     for line in result.stdout.decode("ascii", "replace").splitlines():
         if line.startswith("#tb 0:"):
             num, den = line.split(":", 1)[1].strip().split("/")
@@ -77,9 +77,22 @@ def probe(path: Path, ffmpeg_exe: str) -> VideoInfo:
         elif line and not line.startswith("#") and time_base is not None:
             fields = line.split(",")
             try:
-                times.append(float(int(fields[2]) * time_base))
+                time = float(int(fields[2]) * time_base)
             except (ValueError, IndexError):
                 continue
+            times.append(time)
+            if is_key_packet(fields):
+                keyframes.append(time)
     if not times:
         raise InputError(path, "the video stream has no frames")
-    return VideoInfo(**{**info.__dict__, "packet_times": tuple(sorted(times))})
+    return VideoInfo(**{**info.__dict__, "packet_times": tuple(sorted(times)), "keyframe_times": tuple(sorted(keyframes)),
+                                        "time_base": time_base})
+
+
+def is_key_packet(fields: list[str]) -> bool:
+    """framecrc writes ``F=0x..`` only for packets whose flags aren't exactly "key"."""
+    for field in fields[6:]:
+        field = field.strip()
+        if field.startswith("F=0x"):
+            return bool(int(field[4:], 16) & 1)
+    return True

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import re
+from fractions import Fraction
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,8 @@ class VideoInfo:
     duration: float | None = None  # seconds, of the whole file
     audio: tuple[str, ...] = ()  # codec of each audio stream, in order
     packet_times: tuple[float, ...] = ()  # presentation times (s) of the video packets, sorted
+    keyframe_times: tuple[float, ...] = ()  # presentation times (s) of the key packets, sorted
+    time_base: Fraction | None = None  # the video stream's
 
     @property
     def display_size(self) -> tuple[int, int]:
@@ -42,9 +45,15 @@ class VideoInfo:
 
     def frames_between(self, start: float | None, end: float | None) -> int:
         """Estimated frames in ``[start, end)``, from the packet list."""
-        low = -math.inf if start is None else start - 1e-6
-        high = math.inf if end is None else end - 1e-6
-        return sum(1 for t in self.packet_times if low <= t < high)
+        return len(run_times(self, start, end))
+
+
+def run_times(info: VideoInfo, start: float | None, end: float | None) -> list[float]:
+    """The presentation times of the frames a run over ``[start, end)`` restores, as
+    :meth:`VideoInfo.frames_between` counts them."""
+    low = -math.inf if start is None else start - 1e-6
+    high = math.inf if end is None else end - 1e-6
+    return [t for t in info.packet_times if low <= t < high]
 
 
 def _split_top_level(text: str) -> list[str]:

@@ -90,12 +90,13 @@ def _int_or_none(text: str | None) -> int | None:
 class FrameReader:
     """Upright BGR frames of a video, one at a time, from an ffmpeg pipe."""
 
-    def __init__(self, ffmpeg_exe: str, info: VideoInfo, start: float | None = None, end: float | None = None):
+    def __init__(self, ffmpeg_exe: str, info: VideoInfo, start: float | None = None, end: float | None = None,
+                 absolute: bool = False):
         self.info = info
         self.width, self.height = info.display_size
         self.frame_bytes = self.width * self.height * 3
         self._timings: queue.Queue = queue.Queue()
-        self.process = start_ffmpeg(decode_args(ffmpeg_exe, info.path, start, end), stdin=subprocess.DEVNULL,
+        self.process = start_ffmpeg(decode_args(ffmpeg_exe, info.path, start, end, absolute), stdin=subprocess.DEVNULL,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self._stderr = _StderrReader(self.process.stderr, self._timings)
         self._stderr.start()

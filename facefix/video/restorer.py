@@ -26,7 +26,7 @@ import queue
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -48,7 +48,8 @@ from facefix.pipeline import (
 )
 from facefix.video.commands import EncodeSettings, check_codec, encode_args, output_container, output_size
 from facefix.video.ffmpeg import find_ffmpeg, probe
-from facefix.video.info import VideoInfo
+from facefix.video.info import VideoInfo, run_times
+from facefix.video.segments import keyframe_plan
 from facefix.video.pipes import Frame, FrameReader, FrameWriter
 from facefix.video.tracking import DEFAULT_BETA, DEFAULT_MIN_CUTOFF, FaceTracker
 
@@ -68,6 +69,17 @@ class VideoOptions:
     encode: EncodeSettings = field(default_factory=EncodeSettings)
     seed: int = 0
     quiet: bool = False
+    # one segment of a longer run (facefix.distributed.video): the first ``warmup_frames``
+    # decoded frames only settle the face tracks, ``first_index`` is the first decoded
+    # frame's number in the whole run (the --detect-every schedule), and the file gets
+    # video alone, without rotation metadata (the join adds both)
+    warmup_frames: int = 0
+    first_index: int = 0
+    segment: bool = False
+    max_frames: int | None = None  # stop after this many decoded frames
+    keyframes: tuple[int, ...] | None = None  # frames (numbered from the first written) to encode as
+                                              # keyframes; None: where the input has them
+    seek_absolute: bool = False  # ``start`` is a timestamp, not a time after the file's start
 
 
 @dataclass
@@ -126,7 +138,10 @@ class VideoRestorer:
 
     def _decode(self, reader: FrameReader, out: queue.Queue) -> None:
         iterator = iter(reader)
-        while True:
+        limit = self.options.max_frames
+        decoded = 0
+        while limit is None or decoded < limit:
+            decoded += 1
             started = time.perf_counter()
             frame = next(iterator, None)
             self._add("decode", started)
@@ -148,7 +163,7 @@ class VideoRestorer:
             # a frame is detected on schedule, and whenever no face is being tracked, so
             # a face entering the picture is found without waiting for the next slot
             detections = None
-            if frame.index % options.detect_every == 0 or tracker.active == 0:
+            if (frame.index + options.first_index) % options.detect_every == 0 or tracker.active == 0:
                 found = detect(self.detector, frame.pixels)
                 detections = select_faces(found, frame.pixels.shape, options.faces)
             self._add("detect", started)
@@ -156,6 +171,8 @@ class VideoRestorer:
             gray = cv2.cvtColor(frame.pixels, cv2.COLOR_BGR2GRAY)
             tracked = tracker.update(detections, frame.time, gray)
             self._add("track", started)
+            if frame.index < options.warmup_frames:
+                continue
             started = time.perf_counter()
             faces = []
             for face in tracked:
@@ -228,9 +245,10 @@ class VideoRestorer:
                     if (width, height) != exact and not self.options.quiet:
                         self.report(f"facefix: note: {settings.pix_fmt} needs even sizes; {exact[0]}x{exact[1]} "
                                     f"frames are cropped to {width}x{height}")
-                    args = encode_args(self.ffmpeg, source_path, temporary, info, settings, container=container,
+                    written = replace(info, audio=(), rotation=0) if self.options.segment else info
+                    args = encode_args(self.ffmpeg, source_path, temporary, written, settings, container=container,
                                        first_time=first_time, time_base=reader.time_base,
-                                       start=self.options.start, end=self.options.end)
+                                       start=self.options.start, end=self.options.end, keyframes=self._keyframes(info))
                     writer = FrameWriter(args, width, height, target)
                     self._writer = writer
                 pixels = np.ascontiguousarray(pixels[: writer.height, : writer.width])
@@ -249,6 +267,11 @@ class VideoRestorer:
             if writer is not None:
                 writer.abort()
             raise
+
+    def _keyframes(self, info: VideoInfo) -> tuple[int, ...]:
+        if self.options.keyframes is not None:
+            return self.options.keyframes
+        return tuple(keyframe_plan(run_times(info, self.options.start, self.options.end), list(info.keyframe_times)))
 
     # -- plumbing --
 
@@ -309,7 +332,7 @@ class VideoRestorer:
         start, end = self.options.start, self.options.end
         if start is not None and end is not None and end <= start:
             raise FacefixError(f"--end ({end:g} s) must be after --start ({start:g} s)")
-        expected = info.frames_between(start, end)
+        expected = max(0, info.frames_between(start, end) - self.options.warmup_frames)
         if expected == 0 and (start is not None or end is not None):
             raise InputError(source, "no video frames between --start and --end")
 
@@ -318,7 +341,7 @@ class VideoRestorer:
         self._lock = threading.Lock()
         self._error: BaseException | None = None
         self._writer: FrameWriter | None = None
-        reader = FrameReader(self.ffmpeg, info, start, end)
+        reader = FrameReader(self.ffmpeg, info, start, end, self.options.seek_absolute)
         progress = tqdm(total=expected, desc="video", unit="frame", disable=self.options.quiet, file=sys.stderr,
                         dynamic_ncols=True)
         decoded, analysed, restored = (queue.Queue(maxsize=QUEUE_FRAMES) for _ in range(3))
