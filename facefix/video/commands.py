@@ -148,6 +148,29 @@ def output_size(width: int, height: int, upscale: float, pix_fmt: str) -> tuple[
     return max(step_x, out_w - out_w % step_x), max(step_y, out_h - out_h % step_y)
 
 
+def add_audio(streams: list[Any], options: dict[str, Any], source: Path, info: VideoInfo, container: str,
+              start: float | None, end: float | None) -> None:
+    """Every audio stream of ``source``, cut to ``[start, end)`` as the decoder cuts the video,
+    copied where the container takes it; and the input's global metadata."""
+    if not info.audio:
+        return
+    trim = {key: value for key, value in (("ss", start), ("to", end)) if value is not None}
+    original = ffmpeg.input(str(source), **trim)
+    options["map_metadata"] = 1  # title, dates...: only reachable through a mapped input
+    for index, codec in enumerate(audio_codecs(container, info.audio)):
+        streams.append(original[f"a:{index}"])
+        options[f"c:a:{index}"] = codec
+
+
+def add_track_timing(options: dict[str, Any], container: str, time_base: Fraction | None) -> None:
+    """mp4/mov: the index first (playable while downloading) and the input's time base as
+    the track timescale, so every timestamp is written exactly as it was read."""
+    if container in ("mp4", "mov"):
+        options["movflags"] = "+faststart"
+        if time_base is not None and time_base.numerator == 1 and time_base.denominator < 2**31:
+            options["video_track_timescale"] = time_base.denominator
+
+
 def encode_args(
     ffmpeg_exe: str,
     source: Path,
@@ -191,21 +214,12 @@ def encode_args(
     forced = [number for number in keyframes if number > 0]
     if forced:
         options["force_key_frames"] = "expr:" + "+".join(f"eq(n,{number})" for number in forced)
-    if info.audio:
-        trim = {key: value for key, value in (("ss", start), ("to", end)) if value is not None}
-        original = ffmpeg.input(str(source), **trim)
-        options["map_metadata"] = 1  # title, dates...: only reachable through a mapped input
-        for index, codec in enumerate(audio_codecs(container, info.audio)):
-            streams.append(original[f"a:{index}"])
-            options[f"c:a:{index}"] = codec
+    add_audio(streams, options, source, info, container, start, end)
     if time_base is not None:
         # without this ffmpeg encodes on a 1/frame-rate grid guessed from the first
         # frames, which moves the frames of a variable-rate video
         options["enc_time_base:v"] = f"{time_base.numerator}/{time_base.denominator}"
-    if container in ("mp4", "mov"):
-        options["movflags"] = "+faststart"  # index first: playable while downloading
-        if time_base is not None and time_base.numerator == 1 and time_base.denominator < 2**31:
-            options["video_track_timescale"] = time_base.denominator
+    add_track_timing(options, container, time_base)
     for key, value in (("color_range", info.color_range), ("colorspace", info.color_space),
                        ("color_primaries", info.color_primaries), ("color_trc", info.color_trc)):
         if value:

@@ -19,7 +19,7 @@ from typing import Any
 
 import ffmpeg
 
-from facefix.video.commands import _with_globals, audio_codecs
+from facefix.video.commands import _with_globals, add_audio, add_track_timing
 from facefix.video.info import VideoInfo
 
 #: Frames a segment decodes before its first written one (two seconds at 25 fps): the
@@ -122,16 +122,7 @@ def join_args(ffmpeg_exe: str, concat_file: Path, source: Path, target: Path, in
         concat_options["display_rotation"] = info.rotation
     streams = [ffmpeg.input(str(concat_file), **concat_options)["v:0"]]
     options: dict[str, Any] = {"format": container, "c:v": "copy", "fps_mode": "passthrough"}
-    if info.audio:
-        trim = {key: value for key, value in (("ss", start), ("to", end)) if value is not None}
-        original = ffmpeg.input(str(source), **trim)
-        options["map_metadata"] = 1
-        for index, codec in enumerate(audio_codecs(container, info.audio)):
-            streams.append(original[f"a:{index}"])
-            options[f"c:a:{index}"] = codec
-    if container in ("mp4", "mov"):
-        options["movflags"] = "+faststart"
-        if time_base is not None and time_base.numerator == 1 and time_base.denominator < 2**31:
-            options["video_track_timescale"] = time_base.denominator
+    add_audio(streams, options, source, info, container, start, end)
+    add_track_timing(options, container, time_base)
     out = ffmpeg.output(*streams, str(target), **options)
     return _with_globals(out.compile(cmd=ffmpeg_exe, overwrite_output=True), "-nostats", "-loglevel", "error")
