@@ -47,6 +47,7 @@ class FaceOptions:
     largest_face: bool = False
     min_face_size: float = 0.0
     color_match: bool = False
+    blend: float = 1.0  # share of the restored face mixed with the original (1: restored only)
 
 
 @dataclass
@@ -252,11 +253,16 @@ class ImageStages:
         seconds = job.stage_seconds
         try:
             start = time.perf_counter()
+            faces = self.options.faces
             if self.options.aligned:
-                pixels = job.faces[0].restored
+                face = job.faces[0]
+                pixels = face.restored
+                if faces.blend < 1.0:
+                    mixed = blend_with_original(pixels, original_at_output_size(face, self.output_size), faces.blend)
+                    pixels = np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
             else:
                 pixels = paste_faces(job.image.pixels, job.faces, _Sizes(self.input_size, self.output_size),
-                                     self.blender, self.options.faces.upscale, self.options.faces.color_match)
+                                     self.blender, faces.upscale, faces.color_match, faces.blend)
             seconds["blend"] += time.perf_counter() - start
             start = time.perf_counter()
             ext = job.task.output.suffix.lstrip(".")
@@ -274,7 +280,7 @@ class ImageStages:
         root = job.task.output.parent
         stem = job.task.output.stem
         for index, face in enumerate(job.faces):
-            crop = cv2.resize(face.crop, (self.output_size, self.output_size), interpolation=cv2.INTER_CUBIC)
+            crop = original_at_output_size(face, self.output_size)
             name = f"{stem}_{index:02d}.png"
             for folder, pixels in (
                 ("cropped_faces", face.crop),
@@ -455,12 +461,27 @@ def restore_faces(restorer: Any, parser: Any | None, faces: list[AlignedFace],
         face.restored = output
 
 
+def original_at_output_size(face: AlignedFace, size: int) -> np.ndarray:
+    """The aligned input face enlarged (bicubic) to the restorer's output size, uint8."""
+    return cv2.resize(face.crop, (size, size), interpolation=cv2.INTER_CUBIC)
+
+
+def blend_with_original(restored: np.ndarray, original: np.ndarray, blend: float) -> np.ndarray:
+    """``blend`` of the restored face and ``1 - blend`` of the original (facefusion's enhancer
+    blend), in float32 on the inputs' scale; 1 returns the restored face unchanged."""
+    restored = restored.astype(np.float32)
+    if blend >= 1.0:
+        return restored
+    return blend * restored + (1.0 - blend) * original.astype(np.float32)
+
+
 def paste_faces(pixels: np.ndarray, faces: list[AlignedFace], restorer: Any, blender: Any, upscale: float,
-                color_match: bool = False) -> np.ndarray:
+                color_match: bool = False, blend: float = 1.0) -> np.ndarray:
     """The whole image resized by ``upscale`` with every restored face pasted back.
 
     ``pixels`` keeps its layout and depth (gray, BGR, BGRA; 8 or 16 bit); the faces'
     ``affine`` map ``pixels`` to their crops, and ``restored`` holds the restorer's output.
+    ``blend`` below 1 mixes each restored face with its original before it goes back.
     """
     height, width = pixels.shape[:2]
     background = alignment.resize_to(pixels, round(width * upscale), round(height * upscale))
@@ -472,9 +493,11 @@ def paste_faces(pixels: np.ndarray, faces: list[AlignedFace], restorer: Any, ble
     face_scale = restorer.output_size / restorer.input_size
     for face in faces:
         restored = face.restored.astype(np.float32) * value_scale
-        if color_match:
-            reference = cv2.resize(face.crop, restored.shape[1::-1], interpolation=cv2.INTER_CUBIC)
-            restored = match_color(restored, reference.astype(np.float32) * value_scale, value_range=value_range)
+        if color_match or blend < 1.0:
+            original = original_at_output_size(face, restorer.output_size).astype(np.float32) * value_scale
+            if color_match:
+                restored = match_color(restored, original, value_range=value_range)
+            restored = blend_with_original(restored, original, blend)
         inverse = alignment.inverse_affine(face.affine, face_scale, upscale)
         canvas = blender.blend(canvas, restored, inverse, face.parsing, upscale)
     return from_canvas(canvas, like=background)

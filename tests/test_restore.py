@@ -219,3 +219,32 @@ def test_python_dash_m_entry_point_runs():
 
     result = subprocess.run([sys.executable, "-m", "facefix", "--version"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "facefix" in result.stdout
+
+
+def test_blend_mixes_each_restored_face_with_its_original(tmp_path, shared_weights):
+    face = shared_path("photos", "gfpgan__inputs_cropped_faces_Adele_crop.png")
+    outputs = {}
+    for blend in ("1", "0.25", "0"):
+        result = CliRunner().invoke(cli, ["restore", str(face), str(tmp_path / blend), "--aligned", "--restorer",
+                                          "compact", "--model-dir", str(shared_weights), "--blend", blend, "-q"])
+        assert result.exit_code == 0, result.output
+        outputs[blend] = read_any(tmp_path / blend / face.name).astype(np.float64)
+    size = outputs["1"].shape[0]
+    source = read_any(face)[:, :, :3]
+    crop = cv2.resize(source, (size, size), interpolation=cv2.INTER_AREA if source.shape[0] > size else cv2.INTER_LINEAR)
+    original = cv2.resize(crop, (size, size), interpolation=cv2.INTER_CUBIC).astype(np.float64)
+    assert np.array_equal(outputs["0"], original)  # 0: the original face, as the restorer saw it
+    expected = np.clip(np.rint(0.25 * outputs["1"] + 0.75 * original), 0, 255)
+    assert np.abs(outputs["0.25"] - expected).max() == 0
+    assert psnr(outputs["1"], original) < 40  # the restorer did change the face
+
+
+def test_blend_zero_pastes_the_original_face_back(tmp_path, shared_weights):
+    photo = shared_path("photos", "facexlib__assets_test.jpg")
+    for blend in ("0", "1"):
+        result = CliRunner().invoke(cli, ["restore", str(photo), str(tmp_path / blend), "--restorer", "compact",
+                                          "--model-dir", str(shared_weights), "--blend", blend, "--ext", "png", "-q"])
+        assert result.exit_code == 0, result.output
+    original = read_any(photo)
+    unchanged, restored = (read_any(tmp_path / blend / f"{photo.stem}.png") for blend in ("0", "1"))
+    assert psnr(unchanged, original) > psnr(restored, original) + 3

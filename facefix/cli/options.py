@@ -66,12 +66,15 @@ FACE_OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
                                   help="Skip faces whose box is smaller than this many pixels."),
     "color_match": _option("--color-match", is_flag=True,
                                 help="Match each restored face's colour statistics to the original."),
+    "blend": _option("--blend", type=click.FloatRange(0, 1), default=1.0, show_default=True,
+                          help="Mix each restored face with the original before paste-back (facefusion's "
+                               "enhancer blend): 1 = restored only, 0 = the original face."),
 }
 QUIET_OPTION = click.option("--quiet", "-q", is_flag=True, help="No progress bar or notes (errors are still shown).")
 #: The order ``--help`` lists them in.
 _ORDER = ("detector", "parser", "restorer", "blender", "upscale", "device", "model_dir", "weights", "parser_weights",
           "fidelity", "backend", "precision", "onnx", "batch_size", "only_center_face", "largest_face",
-          "min_face_size", "detection_threshold", "color_match")
+          "min_face_size", "detection_threshold", "color_match", "blend")
 
 
 def _gather(command: Callable[..., Any], selection_fields: tuple[str, ...], with_faces: bool,
