@@ -24,7 +24,7 @@ from typing import Any, Callable, Mapping
 from facefix.components import Normalization, WeightsEntry
 
 #: What a card may describe: the pipeline's trained kinds.
-CARD_KINDS = ("restorer", "parser")
+CARD_KINDS = ("restorer", "parser", "upsampler")
 PRECISIONS = ("fp32", "bf16", "fp16")
 _TARGET = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 

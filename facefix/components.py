@@ -1,4 +1,4 @@
-"""The contracts every detector, parser, restorer and blender fulfils.
+"""The contracts every detector, parser, restorer, blender and background upsampler fulfils.
 
 Images are numpy arrays in OpenCV's layout: ``H x W x 3`` BGR ``uint8`` unless said
 otherwise. Components are registered as :class:`ComponentSpec` objects whose factory
@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping, Protocol, runtime_checkable
 
 import numpy as np
 
-KINDS = ("detector", "parser", "restorer", "blender")
+KINDS = ("detector", "parser", "restorer", "blender", "upsampler")
 #: Kinds a weights entry's ``component`` may name: the pipeline's, plus ``loss`` for
 #: training-only networks (VGG for perceptual losses, ArcFace for the identity loss) and
 #: ``metric`` for ``facefix eval``'s (LPIPS' AlexNet, NIQE's model, SFace), ``prior`` for the
@@ -129,6 +129,15 @@ class Blender(Protocol):
         """
 
 
+@runtime_checkable
+class Upsampler(Protocol):
+    scale: int  # output / input size
+
+    def upscale(self, image: np.ndarray) -> np.ndarray:
+        """A whole image (``H x W``, ``H x W x 1|3|4``; uint8 or uint16) enlarged ``scale`` times,
+        in the same layout and depth."""
+
+
 @dataclass(frozen=True)
 class ComponentContext:
     """What a component factory gets to build its component: typed, one field per choice."""
@@ -150,6 +159,8 @@ class ComponentContext:
     #: ``--parser-weights``: a restorer that runs a parser inside its own graph takes
     #: this file for it when its own file carries none.
     parser_weights: Path | None = None
+    #: ``--bg-tile`` / ``--tile``: an upsampler runs tiles of this many input pixels (0: whole image).
+    tile: int = 0
 
     def weights(self, name: str) -> Path:
         """The file to load: the explicit ``--weights`` path if given, else the registry's."""

@@ -37,6 +37,8 @@ class ComponentSelection:
     onnx: Path | None = None
     fidelity: float | None = None
     detection_threshold: float | None = None
+    upsampler: str | None = None  # the background upsampler; None: the background is resized
+    upsampler_tile: int = 400  # its tiles, in input pixels (0: the whole image at once)
 
     @property
     def chosen_parser(self) -> str | None:
@@ -92,8 +94,9 @@ def choose(kind: str, name: str | None, resolver: WeightsResolver) -> ComponentS
     return ordered[0]
 
 
-def detect_restorer(path: Path) -> ComponentSpec:
-    """The restorer of the network card that recognises the weights file ``path``.
+def detect_restorer(path: Path, kind: str = "restorer") -> ComponentSpec:
+    """The component (a restorer, or another card kind) of the network card that recognises
+    the weights file ``path``.
 
     Only key names are read (the file is memory-mapped), so detection costs next to
     nothing before the chosen network loads the file for real.
@@ -103,18 +106,18 @@ def detect_restorer(path: Path) -> ComponentSpec:
 
     checkpoint = read_checkpoint(path, mmap=True)
     # one candidate per card: its default variant (the file decides the architecture)
-    restorers = [spec for spec in plugins.components("restorer").values()
-                 if spec.card is not None and (spec.tag is None or spec.tag == spec.card.default_variant.tag)]
-    matches = [spec for spec in restorers if recognises(spec.card, checkpoint)]
+    candidates = [spec for spec in plugins.components(kind).values()
+                  if spec.card is not None and (spec.tag is None or spec.tag == spec.card.default_variant.tag)]
+    matches = [spec for spec in candidates if recognises(spec.card, checkpoint)]
     if len(matches) == 1:
         return matches[0]
     if matches:
         names = ", ".join(sorted(spec.name for spec in matches))
-        raise FacefixError(f"{path}: recognised by several restorers ({names}): choose one with --restorer")
-    others = [card for card in plugins.cards() if card.kind != "restorer" and recognises(card, checkpoint)]
+        raise FacefixError(f"{path}: recognised by several {kind}s ({names}): choose one with --{kind}")
+    others = [card for card in plugins.cards() if card.kind != kind and recognises(card, checkpoint)]
     hint = (f"; it holds a {others[0].kind} ({others[0].name}): use it with --{others[0].kind} {others[0].name} "
-            f"--{others[0].kind}-weights" if others else "; name its network with --restorer")
-    raise FacefixError(f"{path}: no registered restorer recognises these weights{hint}")
+            f"--{others[0].kind}-weights" if others else f"; name its network with --{kind}")
+    raise FacefixError(f"{path}: no registered {kind} recognises these weights{hint}")
 
 
 def build(spec: ComponentSpec, *, device: str, resolver: WeightsResolver,
@@ -129,6 +132,7 @@ def build(spec: ComponentSpec, *, device: str, resolver: WeightsResolver,
         onnx_path=selection.onnx,
         parser=selection.chosen_parser,
         parser_weights=selection.parser_weights,
+        tile=selection.upsampler_tile,
     )
     return spec.build(context)
 
@@ -151,7 +155,8 @@ def assemble(selection: ComponentSelection, *, aligned: bool = False, quiet: boo
     """Choose and build the components of a restore (or video) run.
 
     The result holds ``restorer`` always; ``detector`` and ``blender`` unless
-    ``aligned``; ``parser`` when chosen or needed. Raises FacefixError.
+    ``aligned``; ``parser`` when chosen or needed; ``upsampler`` when named (and not
+    ``aligned``). Raises FacefixError.
     """
     from facefix.inference import select_device
 
@@ -179,6 +184,11 @@ def assemble(selection: ComponentSelection, *, aligned: bool = False, quiet: boo
             built[kind] = build(spec, device=torch_device, resolver=resolver, selection=selection)
             names[kind] = spec.name
             chosen.append(f"{kind} {spec.name}")
+        if selection.upsampler is not None:
+            spec = plugins.get_component("upsampler", selection.upsampler)
+            built["upsampler"], how = _build_upsampler(spec, selection, torch_device, resolver, note)
+            names["upsampler"] = spec.name
+            chosen.append(f"upsampler {spec.name}" + (f" ({how})" if how else ""))
     needs_parsing = getattr(built["restorer"], "needs_parsing", False) or (
         not aligned and getattr(built.get("blender"), "needs_parsing", False)
     )
@@ -204,6 +214,15 @@ def _build_restorer(spec: ComponentSpec, selection: ComponentSelection, device: 
                          default_cache_dir().parent / "onnx", warn=note)
 
 
+def _build_upsampler(spec: ComponentSpec, selection: ComponentSelection, device: str, resolver: WeightsResolver,
+                     note: Callable[[str], None]) -> tuple[Any, str]:
+    from facefix.upsamplers import upsampler_backend
+    from facefix.weights import default_cache_dir
+
+    upsampler = build(spec, device=device, resolver=resolver, selection=selection)
+    return upsampler_backend(upsampler, selection.backend, device, default_cache_dir().parent / "onnx", warn=note)
+
+
 def rebuild(selection: ComponentSelection, names: dict[str, str], kinds: tuple[str, ...]) -> dict[str, Any]:
     """Build again, in another process, the components :func:`assemble` chose (``Assembly.names``),
     only those of ``kinds``: a worker that detects needs no restorer. Quiet: the first
@@ -219,6 +238,8 @@ def rebuild(selection: ComponentSelection, names: dict[str, str], kinds: tuple[s
         spec = choose(kind, names[kind], resolver)
         if kind == "restorer":
             built[kind], _ = _build_restorer(spec, selection, device, resolver, note=lambda message: None)
+        elif kind == "upsampler":
+            built[kind], _ = _build_upsampler(spec, selection, device, resolver, note=lambda message: None)
         else:
             weights = selection.parser_weights if kind == "parser" else None
             built[kind] = build(spec, device=device, resolver=resolver, selection=selection, weights_path=weights)

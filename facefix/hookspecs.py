@@ -48,6 +48,11 @@ def register_blenders(register):
 
 
 @hookspec
+def register_upsamplers(register):
+    """Register background upsamplers: a whole image in, the same image ``scale`` times larger out."""
+
+
+@hookspec
 def register_weights(register):
     """Register weights files: ``register(WeightsEntry(...))`` for each checkpoint."""
 

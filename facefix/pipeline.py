@@ -27,6 +27,7 @@ from facefix.components import DetectedFace
 from facefix.errors import FacefixError, InputError
 from facefix.atomic import write_bytes_atomic
 from facefix.image_io import Image, encode_image, from_canvas, read_image, to_canvas
+from facefix.upsamplers import background as enlarged_background
 
 #: Faces whose eyes are closer than this (pixels) can't be aligned meaningfully.
 MIN_EYE_DISTANCE = 5.0
@@ -207,12 +208,13 @@ class ImageStages:
     so these steps can run where the restorer isn't loaded."""
 
     def __init__(self, options: PipelineOptions, input_size: int, output_size: int,
-                 detector: Any | None = None, blender: Any | None = None):
+                 detector: Any | None = None, blender: Any | None = None, upsampler: Any | None = None):
         self.options = options
         self.input_size = input_size
         self.output_size = output_size
         self.detector = detector
         self.blender = blender
+        self.upsampler = upsampler
 
     def prepare(self, task: ImageTask) -> ImageJob:
         """Decode and align; a bad file comes back with ``error`` set, never raised."""
@@ -253,6 +255,7 @@ class ImageStages:
         seconds = job.stage_seconds
         try:
             start = time.perf_counter()
+            upsampled = seconds.get("upsample", 0.0)  # paste_faces counts the upsampler's time apart
             faces = self.options.faces
             if self.options.aligned:
                 face = job.faces[0]
@@ -262,8 +265,9 @@ class ImageStages:
                     pixels = np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
             else:
                 pixels = paste_faces(job.image.pixels, job.faces, _Sizes(self.input_size, self.output_size),
-                                     self.blender, faces.upscale, faces.color_match, faces.blend)
-            seconds["blend"] += time.perf_counter() - start
+                                     self.blender, faces.upscale, faces.color_match, faces.blend, self.upsampler,
+                                     seconds)
+            seconds["blend"] += time.perf_counter() - start - (seconds.get("upsample", 0.0) - upsampled)
             start = time.perf_counter()
             ext = job.task.output.suffix.lstrip(".")
             quality = self.options.jpeg_quality or max(DEFAULT_JPEG_QUALITY, job.image.jpeg_quality or 0)
@@ -355,6 +359,7 @@ class Pipeline:
         parser: Any | None = None,
         options: PipelineOptions | None = None,
         report: Callable[[str], None] | None = None,
+        upsampler: Any | None = None,
     ):
         self.restorer = restorer
         self.blender = blender
@@ -363,7 +368,9 @@ class Pipeline:
         self.options = options or PipelineOptions()
         self.report = report or (lambda message: tqdm.write(message, file=sys.stderr))
         check_components(restorer, blender, detector, parser, self.options.aligned)
-        self.stages = ImageStages(self.options, restorer.input_size, restorer.output_size, detector, blender)
+        self.upsampler = upsampler
+        self.stages = ImageStages(self.options, restorer.input_size, restorer.output_size, detector, blender,
+                                  upsampler)
         self.summary = Summary()
 
     def _timed(self, stage: str, function: Callable[..., Any], *args: Any) -> Any:
@@ -476,15 +483,21 @@ def blend_with_original(restored: np.ndarray, original: np.ndarray, blend: float
 
 
 def paste_faces(pixels: np.ndarray, faces: list[AlignedFace], restorer: Any, blender: Any, upscale: float,
-                color_match: bool = False, blend: float = 1.0) -> np.ndarray:
+                color_match: bool = False, blend: float = 1.0, upsampler: Any | None = None,
+                seconds: dict[str, float] | None = None) -> np.ndarray:
     """The whole image resized by ``upscale`` with every restored face pasted back.
 
     ``pixels`` keeps its layout and depth (gray, BGR, BGRA; 8 or 16 bit); the faces'
     ``affine`` map ``pixels`` to their crops, and ``restored`` holds the restorer's output.
     ``blend`` below 1 mixes each restored face with its original before it goes back.
+    ``upsampler`` (a background upsampler) enlarges the background when ``upscale`` grows
+    the image; its time is added to ``seconds["upsample"]``.
     """
     height, width = pixels.shape[:2]
-    background = alignment.resize_to(pixels, round(width * upscale), round(height * upscale))
+    start = time.perf_counter()
+    background = enlarged_background(pixels, round(width * upscale), round(height * upscale), upsampler)
+    if seconds is not None and upsampler is not None:
+        seconds["upsample"] += time.perf_counter() - start
     if not faces:
         return background
     value_range = 65535.0 if pixels.dtype == np.uint16 else 255.0

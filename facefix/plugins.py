@@ -42,6 +42,7 @@ _HOOK_FOR_KIND = {
     "parser": "register_parsers",
     "restorer": "register_restorers",
     "blender": "register_blenders",
+    "upsampler": "register_upsamplers",
 }
 
 

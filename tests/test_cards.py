@@ -155,6 +155,31 @@ def test_parser_contract(card, tmp_path):
     assert np.array_equal(parser.parse(faces), labels)
 
 
+@pytest.mark.parametrize("card", [card for card in CARDS if card.kind == "upsampler"], ids=card_id)
+def test_upsampler_contract_tiles_and_onnx(card, tmp_path):
+    """Any image layout in, the same layout ``scale`` times larger out; tiles give the untiled
+    image; ``--weights`` alone finds the card; the export has free height and width."""
+    from facefix.upsamplers import OnnxUpsampler, export_upsampler
+
+    path = tiny_checkpoint(card, tmp_path / "tiny.pth")
+    assert compose.detect_restorer(path, kind="upsampler").card is card
+    resolver = WeightsResolver(allow_download=False)
+    whole = compose.build(spec_of(card), device="cpu", resolver=resolver, weights_path=path)
+    tiled = compose.build(spec_of(card), device="cpu", resolver=resolver, weights_path=path,
+                          selection=compose.ComponentSelection(upsampler_tile=8))
+    image = np.random.default_rng(0).integers(0, 256, (21, 30, 3), np.uint8)
+    output = whole.upscale(image)
+    assert output.shape == (21 * whole.scale, 30 * whole.scale, 3) and output.dtype == np.uint8
+    assert np.abs(tiled.upscale(image).astype(int) - output.astype(int)).max() <= 1
+    for layout in (image[:, :, 0], np.dstack([image, image[:, :, :1]]), image.astype(np.uint16) * 257):
+        enlarged = whole.upscale(layout)
+        assert enlarged.shape[:2] == output.shape[:2] and enlarged.dtype == layout.dtype
+        assert enlarged.ndim == layout.ndim and enlarged.shape[2:] == layout.shape[2:]
+    report = export_upsampler(whole, tmp_path / "tiny.onnx")
+    runner = OnnxUpsampler(report.path, scale=whole.scale, multiple=whole.multiple, device="cpu")
+    assert np.abs(runner.upscale(image).astype(int) - output.astype(int)).max() <= 1
+
+
 @pytest.mark.parametrize("card", CARDS, ids=card_id)
 def test_weights_variants_are_complete_and_shipped_files_pinned(card):
     bundled = Path(str(importlib.resources.files("facefix_weights")))
@@ -181,7 +206,7 @@ def test_generated_commands(card):
             for name in flag.split("/"):  # an on/off pair lists both names
                 assert name in result.output
     exported = runner.invoke(cli, ["export", card.name, "--help"])
-    if card.kind == "restorer" and card.exportable:
+    if card.kind in ("restorer", "upsampler") and card.exportable:
         assert exported.exit_code == 0 and "--weights" in exported.output
         for variant in card.variants:
             assert variant.tag in exported.output

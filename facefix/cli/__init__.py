@@ -20,6 +20,7 @@ from facefix.cli.export import export_command
 from facefix.cli.listing import plugins_command
 from facefix.cli.restore import restore_command
 from facefix.cli.train import train_command
+from facefix.cli.upscale import upscale_command
 from facefix.cli.video import video_command
 from facefix.cli.weights import weights_group
 
@@ -88,7 +89,7 @@ def _trainable(card: NetworkCard) -> click.Command | None:
 
 
 def _exportable(card: NetworkCard) -> click.Command | None:
-    return export_command(card) if card.kind == "restorer" and card.exportable else None
+    return export_command(card) if card.kind in ("restorer", "upsampler") and card.exportable else None
 
 
 @click.group(cls=PluginGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -107,7 +108,8 @@ def export_group() -> None:
     """Export a network to ONNX (one subcommand per exportable network)."""
 
 
-for _command in (restore_command, video_command, eval_command, weights_group, degrade_command, plugins_command):
+for _command in (restore_command, video_command, eval_command, weights_group, degrade_command, plugins_command,
+                 upscale_command):
     cli.add_command(_command)
 
 

@@ -47,6 +47,17 @@ def plugins_command(as_json: bool, model_dir: Path | None) -> None:
                 return status
         return statuses[0]
 
+    def licenses(names: tuple[str, ...]) -> list[str]:
+        found = []
+        for name in names:
+            try:
+                license_text = get_entry(name).license
+            except FacefixError:
+                continue
+            if license_text and license_text not in found:
+                found.append(license_text)
+        return found
+
     listing = {
         "plugins": [
             {"name": info.name, "builtin": info.builtin, "distribution": info.distribution, "hooks": list(info.hooks)}
@@ -63,6 +74,7 @@ def plugins_command(as_json: bool, model_dir: Path | None) -> None:
                     # a network without released weights runs from the user's own file
                     "weights_status": ("needs --weights" if spec.card is not None and not spec.card.variants
                                        else weights_status(spec.weights)),
+                    "licenses": licenses(spec.weights),
                     "network": spec.card.name if spec.card is not None else None,
                     "tag": spec.tag,
                     "aliases": list(spec.aliases),
@@ -90,4 +102,6 @@ def plugins_command(as_json: bool, model_dir: Path | None) -> None:
         click.echo(f"\n{kind.capitalize()}s:")
         for item in listing["components"][kind]:
             also = f" (also {', '.join(item['aliases'])})" if item["aliases"] else ""
-            click.echo(f"  {item['name']:<24} {item['plugin']:<18} [{item['weights_status']}] {item['description']}{also}")
+            license_note = f" licence: {'; '.join(item['licenses'])}." if item["licenses"] else ""
+            click.echo(f"  {item['name']:<24} {item['plugin']:<18} [{item['weights_status']}] {item['description']}{also}"
+                       f"{license_note}")

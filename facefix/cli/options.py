@@ -50,6 +50,13 @@ SELECTION_OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
                               show_default=True, help="Arithmetic precision for the torch and compile backends."),
     "onnx": _option("--onnx", type=click.Path(dir_okay=False, exists=True, path_type=Path),
                          help="ONNX file for --backend onnx or --restorer onnx."),
+    "upsampler": _option("--bg-upsampler", "upsampler", default=None,
+                         help="Background upsampler, e.g. realesrgan-x2plus or realesr-animevideov3 (see `facefix "
+                              "plugins`); runs when --upscale enlarges the image. Default: none (Lanczos)."),
+    "upsampler_tile": _option("--bg-tile", "upsampler_tile", type=click.IntRange(min=0), default=400,
+                              show_default=True,
+                              help="The background upsampler's tile size in input pixels, 0 = the whole image at "
+                                   "once (tiles overlap, so the result is the same; smaller tiles need less memory)."),
     "detection_threshold": _option("--detection-threshold", type=click.FloatRange(0, 1), default=None,
                                         help="Detector confidence threshold (detector's default when omitted)."),
 }
@@ -74,7 +81,7 @@ QUIET_OPTION = click.option("--quiet", "-q", is_flag=True, help="No progress bar
 #: The order ``--help`` lists them in.
 _ORDER = ("detector", "parser", "restorer", "blender", "upscale", "device", "model_dir", "weights", "parser_weights",
           "fidelity", "backend", "precision", "onnx", "batch_size", "only_center_face", "largest_face",
-          "min_face_size", "detection_threshold", "color_match", "blend")
+          "min_face_size", "detection_threshold", "color_match", "blend", "upsampler", "upsampler_tile")
 
 
 def _gather(command: Callable[..., Any], selection_fields: tuple[str, ...], with_faces: bool,

@@ -63,7 +63,8 @@ def restore_command(inputs: tuple[str, ...], output: Path, selection: ComponentS
                                     note=lambda message: click.echo(message, err=True))
         names = assembly.names
         pipeline = Pipeline(restorer=assembly.get("restorer"), blender=assembly.get("blender"),
-                            detector=assembly.get("detector"), parser=assembly.get("parser"), options=options)
+                            detector=assembly.get("detector"), parser=assembly.get("parser"), options=options,
+                            upsampler=assembly.get("upsampler"))
     except FacefixError as error:
         fail(str(error))
     if not quiet:

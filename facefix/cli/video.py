@@ -110,6 +110,7 @@ def video_command(source: Path, output: Path | None, selection: ComponentSelecti
         runner = VideoRestorer(
             restorer=assembly.get("restorer"), detector=assembly.get("detector"), blender=assembly.get("blender"),
             parser=assembly.get("parser"), options=options, ffmpeg_exe=ffmpeg_exe,
+            upsampler=assembly.get("upsampler"),
         )
         if not quiet:
             width, height = info.display_size

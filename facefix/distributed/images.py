@@ -83,8 +83,9 @@ class WriteActor:
 
     def __init__(self, selection: ComponentSelection, names: dict[str, str], options: PipelineOptions,
                  sizes: tuple[int, int]):
-        components = rebuild(selection, names, ("blender",))
-        self.stages = ImageStages(options, *sizes, blender=components.get("blender"))
+        components = rebuild(selection, names, ("blender", "upsampler"))
+        self.stages = ImageStages(options, *sizes, blender=components.get("blender"),
+                                  upsampler=components.get("upsampler"))
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         rows = []

@@ -33,7 +33,7 @@ class SegmentWorker:
     """All the networks of a video run, loaded once; restores one segment per call."""
 
     def __init__(self, selection: ComponentSelection, names: dict[str, str], options: VideoOptions):
-        self.components = rebuild(selection, names, ("restorer", "detector", "blender", "parser"))
+        self.components = rebuild(selection, names, ("restorer", "detector", "blender", "parser", "upsampler"))
         self.options = options
         self.ffmpeg = find_ffmpeg()
 
@@ -45,7 +45,7 @@ class SegmentWorker:
                           seek_absolute=segment.first_frame - segment.warmup > 0, quiet=True)
         runner = VideoRestorer(restorer=self.components["restorer"], detector=self.components["detector"],
                                blender=self.components["blender"], parser=self.components.get("parser"),
-                               options=options, ffmpeg_exe=self.ffmpeg)
+                               options=options, ffmpeg_exe=self.ffmpeg, upsampler=self.components.get("upsampler"))
         with tempfile.TemporaryDirectory(prefix="facefix-segment-") as folder:
             target = Path(folder) / f"segment{suffix}"
             summary = runner.run(Path(source), target, info=info)

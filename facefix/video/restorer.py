@@ -120,8 +120,9 @@ class VideoRestorer:
 
     def __init__(self, restorer: Any, detector: Any, blender: Any, parser: Any | None = None,
                  options: VideoOptions | None = None, ffmpeg_exe: str | None = None,
-                 report: Callable[[str], None] | None = None):
+                 report: Callable[[str], None] | None = None, upsampler: Any | None = None):
         self.restorer = restorer
+        self.upsampler = upsampler  # the background upsampler, if any
         self.detector = detector
         self.blender = blender
         self.parser = parser
@@ -233,7 +234,7 @@ class VideoRestorer:
                 frame = work.frame
                 started = time.perf_counter()
                 pixels = paste_faces(frame.pixels, work.faces, self.restorer, self.blender, self.options.faces.upscale,
-                                     self.options.faces.color_match, self.options.faces.blend)
+                                     self.options.faces.color_match, self.options.faces.blend, self.upsampler)
                 if rotation:  # back to the input's stored orientation; the metadata turns it upright
                     pixels = np.rot90(pixels, -(rotation // 90))
                 self._add("blend", started)
