@@ -25,18 +25,21 @@ FFHQ_TEMPLATE_512 = np.array(
 BORDER_VALUE = (135, 133, 132)
 
 
-def template(size: int) -> np.ndarray:
-    """The template scaled to a ``size`` x ``size`` crop."""
-    return FFHQ_TEMPLATE_512 * (size / 512.0)
+def template(size: int, points: np.ndarray | None = None) -> np.ndarray:
+    """The five template points in pixels of a ``size`` x ``size`` crop: FFHQ's, or ``points``
+    given as fractions of the crop (a restorer's own template, e.g. facefusion's arcface_128)."""
+    if points is None:
+        return FFHQ_TEMPLATE_512 * (size / 512.0)
+    return (np.asarray(points, np.float32) * size).astype(np.float32)
 
 
-def estimate_affine(landmarks: np.ndarray, size: int) -> np.ndarray:
-    """2x3 similarity matrix taking image coordinates to the aligned crop."""
-    matrix, _ = cv2.estimateAffinePartial2D(
-        np.asarray(landmarks, np.float32), template(size), method=cv2.LMEDS
-    )
+def estimate_affine(landmarks: np.ndarray, size: int, points: np.ndarray | None = None) -> np.ndarray:
+    """2x3 similarity matrix taking image coordinates to the aligned crop (FFHQ's template, or
+    ``points`` as in :func:`template`)."""
+    target = template(size, points)
+    matrix, _ = cv2.estimateAffinePartial2D(np.asarray(landmarks, np.float32), target, method=cv2.LMEDS)
     if matrix is None:  # degenerate landmarks (all on a line): fall back to least squares
-        matrix, _ = cv2.estimateAffinePartial2D(np.asarray(landmarks, np.float32), template(size))
+        matrix, _ = cv2.estimateAffinePartial2D(np.asarray(landmarks, np.float32), target)
     if matrix is None:
         raise ValueError("cannot align a face whose landmarks are degenerate")
     return matrix.astype(np.float64)

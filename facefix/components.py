@@ -102,6 +102,8 @@ class Restorer(Protocol):
     output_size: int  # and leave as output_size x output_size (upscale = output/input)
     needs_parsing: bool  # True: restore() is given the parsing maps of its inputs
     normalization: Normalization
+    # optional: ``template``, five (x, y) landmark positions as fractions of the crop when the
+    # network was trained on another alignment than FFHQ's (absent or None: FFHQ)
 
     def restore(self, faces: np.ndarray, parsing: np.ndarray | None = None) -> np.ndarray:
         """``(N, in, in, 3)`` BGR uint8 (+ ``(N, in, in)`` labels) → ``(N, out, out, 3)`` BGR uint8."""

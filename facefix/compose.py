@@ -150,6 +150,21 @@ def _default_note(spec: ComponentSpec) -> str | None:
             f"for {first.name} run {get} or pass --model-dir")
 
 
+def licence_note(spec: ComponentSpec) -> str | None:
+    """A line for a component whose weights may not be used commercially, else None."""
+    restricted = []
+    for name in spec.weights:
+        try:
+            licence = get_entry(name).license
+        except Exception:
+            continue
+        if "non-commercial" in licence.lower() and licence not in restricted:
+            restricted.append(licence)
+    if not restricted:
+        return None
+    return f"facefix: note: {spec.name}'s weights are licensed {'; '.join(restricted)}"
+
+
 def assemble(selection: ComponentSelection, *, aligned: bool = False, quiet: bool = False,
              note: Callable[[str], None] = print) -> Assembly:
     """Choose and build the components of a restore (or video) run.
@@ -174,6 +189,10 @@ def assemble(selection: ComponentSelection, *, aligned: bool = False, quiet: boo
             message = _default_note(restorer_spec)
             if message:
                 note(message)
+    if not quiet:
+        message = licence_note(restorer_spec)
+        if message:
+            note(message)
     restorer, how = _build_restorer(restorer_spec, selection, torch_device, resolver, note)
     built: dict[str, Any] = {"restorer": restorer}
     names = {"restorer": restorer_spec.name}

@@ -8,7 +8,7 @@ and facefix generates its components, weights entries and train/export commands.
 Components that aren't trained networks (detectors built on other libraries,
 blenders, ...) use the ``register_*`` component hooks; call ``register`` once each::
 
-    register(name, factory, description="...", weights=("registry-name",), rank=None)
+    register(name, factory, description="...", weights=("registry-name",), rank=None, aliases=())
 
 ``factory(context: ComponentContext)`` builds the component when a pipeline needs it;
 ``rank`` places it in the default choice (lower first). See docs/plugins.md.

@@ -207,11 +207,12 @@ class ImageStages:
     encode, write atomically). Only the restorer's sizes are needed here, not the network,
     so these steps can run where the restorer isn't loaded."""
 
-    def __init__(self, options: PipelineOptions, input_size: int, output_size: int,
+    def __init__(self, options: PipelineOptions, input_size: int, output_size: int, template: Any = None, *,
                  detector: Any | None = None, blender: Any | None = None, upsampler: Any | None = None):
         self.options = options
         self.input_size = input_size
         self.output_size = output_size
+        self.template = template  # the restorer's alignment template (None: FFHQ's)
         self.detector = detector
         self.blender = blender
         self.upsampler = upsampler
@@ -243,7 +244,7 @@ class ImageStages:
         start = time.perf_counter()
         faces = []
         for face in chosen:
-            affine = alignment.estimate_affine(face.landmarks, size)
+            affine = alignment.estimate_affine(face.landmarks, size, self.template)
             faces.append(AlignedFace(crop=alignment.warp_face(bgr, affine, size), affine=affine))
         seconds["align"] += time.perf_counter() - start
         return faces
@@ -369,8 +370,8 @@ class Pipeline:
         self.report = report or (lambda message: tqdm.write(message, file=sys.stderr))
         check_components(restorer, blender, detector, parser, self.options.aligned)
         self.upsampler = upsampler
-        self.stages = ImageStages(self.options, restorer.input_size, restorer.output_size, detector, blender,
-                                  upsampler)
+        self.stages = ImageStages(self.options, *restorer_geometry(restorer), detector=detector, blender=blender,
+                                  upsampler=upsampler)
         self.summary = Summary()
 
     def _timed(self, stage: str, function: Callable[..., Any], *args: Any) -> Any:
@@ -405,6 +406,11 @@ class Pipeline:
             progress.update(1)
 
 
+def restorer_geometry(restorer: Any) -> tuple[int, int, Any]:
+    """What the image steps need of the restorer: input size, output size, alignment template."""
+    return restorer.input_size, restorer.output_size, getattr(restorer, "template", None)
+
+
 def check_components(restorer: Any, blender: Any | None, detector: Any | None, parser: Any | None,
                      aligned: bool) -> None:
     needs_parsing = getattr(restorer, "needs_parsing", False) or getattr(blender, "needs_parsing", False)
@@ -412,6 +418,10 @@ def check_components(restorer: Any, blender: Any | None, detector: Any | None, p
         raise FacefixError("the chosen restorer or blender needs parsing maps: choose a parser with --parser")
     if not aligned and (detector is None or blender is None):
         raise FacefixError("whole-image restoration needs a detector and a blender")
+    if aligned and getattr(restorer, "template", None) is not None:
+        raise FacefixError(f"{getattr(restorer, 'name', '') or 'this restorer'} aligns faces to its own template, "
+                           "not FFHQ's: --aligned inputs (FFHQ-aligned crops) need another restorer; restore "
+                           "whole images instead")
 
 
 def _fail(summary: Summary, message: str, report: Callable[[str], None]) -> None:

@@ -206,9 +206,10 @@ def _collect(kind: str) -> dict[str, ComponentSpec]:
         description: str = "",
         weights: tuple[str, ...] | list[str] = (),
         rank: int | None = None,
+        aliases: tuple[str, ...] | list[str] = (),
     ) -> None:
         add(ComponentSpec(kind=kind, name=name, factory=factory, description=description, weights=tuple(weights),
-                          plugin=current_plugin[0], rank=rank))
+                          plugin=current_plugin[0], rank=rank, aliases=tuple(aliases)))
 
     load_plugins()
     # pluggy calls implementations newest-registered first; reverse so that built-ins

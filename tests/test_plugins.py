@@ -126,6 +126,32 @@ def test_register_restorers_hook(tmp_path):
     assert np.array_equal(out, 255 - cv2.resize(face, (256, 256)))
 
 
+class UpsamplerPlugin:
+    class Nearest:
+        scale = 2
+
+        def upscale(self, image):
+            return image.repeat(2, axis=0).repeat(2, axis=1)
+
+    @hookimpl
+    def register_upsamplers(self, register):
+        register("nearest-test", lambda context: self.Nearest(), description="pixel doubling")
+
+
+def test_register_upsamplers_hook(tmp_path):
+    import cv2
+
+    image = np.random.default_rng(0).integers(0, 255, (30, 40, 3), np.uint8)
+    cv2.imwrite(str(tmp_path / "photo.png"), image)
+    with registered(UpsamplerPlugin(), "upsampler-test-plugin"):
+        listing = CliRunner().invoke(cli, ["plugins"])
+        result = CliRunner().invoke(cli, ["upscale", str(tmp_path / "photo.png"), str(tmp_path / "out"),
+                                          "--upsampler", "nearest-test", "--quiet"])
+    assert "nearest-test" in listing.output and "pixel doubling" in listing.output
+    assert result.exit_code == 0, result.output
+    assert np.array_equal(cv2.imread(str(tmp_path / "out" / "photo.png")), image.repeat(2, 0).repeat(2, 1))
+
+
 def test_register_parsers_hook(tmp_path):
     """A third-party parser (the test-only U-Net from ../shared) feeds the parse blender."""
     sys.path.insert(0, str(PROJECT / "tests"))

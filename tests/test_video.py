@@ -394,3 +394,25 @@ def test_real_clip_end_to_end(tmp_path, shared_weights):
     assert abs(after.duration - before.duration) <= 1 / 15  # one frame
     psnrs = frame_psnrs(clip, out)
     assert len(psnrs) == 135 and min(psnrs) >= 35
+
+
+def test_the_background_upsampler_enlarges_video_frames(clips, tmp_path, shared_weights):
+    import cv2
+
+    from facefix import compose, plugins
+    from facefix.weights import WeightsResolver
+
+    out = tmp_path / "upsampled.mp4"
+    result = video(clips["ntsc"], "-o", out, *passthrough(shared_weights), "--quiet", "--upscale", 2,
+                   "--bg-upsampler", "realesr-animevideov3", "--end", "0.2", "--preset", "ultrafast", "--crf", 12)
+    assert result.exit_code == 0, result.output
+    upsampler = compose.build(plugins.get_component("upsampler", "realesr-animevideov3"), device="cpu",
+                              resolver=WeightsResolver(model_dir=shared_weights, allow_download=False))
+    count = 0
+    for original, restored in zip(frames(clips["ntsc"]), frames(out)):
+        assert restored.shape == (480, 640, 3)
+        expected = cv2.resize(upsampler.upscale(original), (640, 480), interpolation=cv2.INTER_AREA)
+        lanczos = cv2.resize(original, (640, 480), interpolation=cv2.INTER_LANCZOS4)
+        assert psnr(expected, restored) > psnr(lanczos, restored) + 3  # the network's background, not Lanczos
+        count += 1
+    assert count >= 5

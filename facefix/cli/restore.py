@@ -37,7 +37,7 @@ def restore_command(inputs: tuple[str, ...], output: Path, selection: ComponentS
     and write the results to OUTPUT."""
     from facefix import compose
     from facefix.image_io import find_images
-    from facefix.pipeline import Pipeline, PipelineOptions
+    from facefix.pipeline import Pipeline, PipelineOptions, restorer_geometry
     from facefix.sources import as_source, source_exists
 
     if engine.distributed:
@@ -73,7 +73,7 @@ def restore_command(inputs: tuple[str, ...], output: Path, selection: ComponentS
     if engine.distributed:
         from facefix.distributed.images import restore_images
 
-        sizes = (pipeline.restorer.input_size, pipeline.restorer.output_size)
+        sizes = restorer_geometry(pipeline.restorer)
         del pipeline, assembly  # the actors load their own; the driver keeps none
         try:
             summary = restore_images(files, output, selection, names, sizes, options, engine)

@@ -39,7 +39,7 @@ class PrepareActor:
     """Decode, detect and align; the detector is built once per actor."""
 
     def __init__(self, selection: ComponentSelection, names: dict[str, str], options: PipelineOptions,
-                 sizes: tuple[int, int]):
+                 sizes: tuple[int, int, Any]):
         components = rebuild(selection, names, ("detector",))
         self.stages = ImageStages(options, *sizes, detector=components.get("detector"))
 
@@ -82,7 +82,7 @@ class WriteActor:
     """Paste back, encode and write atomically; the result row is all the driver needs."""
 
     def __init__(self, selection: ComponentSelection, names: dict[str, str], options: PipelineOptions,
-                 sizes: tuple[int, int]):
+                 sizes: tuple[int, int, Any]):
         components = rebuild(selection, names, ("blender", "upsampler"))
         self.stages = ImageStages(options, *sizes, blender=components.get("blender"),
                                   upsampler=components.get("upsampler"))
@@ -97,7 +97,7 @@ class WriteActor:
 
 
 def restore_images(files: list[tuple[Path | str, Path]], out_dir: Path, selection: ComponentSelection,
-                   names: dict[str, str], sizes: tuple[int, int], options: PipelineOptions,
+                   names: dict[str, str], sizes: tuple[int, int, Any], options: PipelineOptions,
                    engine: EngineOptions, report: Callable[[str], None] | None = None) -> Summary:
     """Restore ``files`` into ``out_dir`` on Ray; the summary the local engine would give."""
     report = report or (lambda message: tqdm.write(message, file=sys.stderr))

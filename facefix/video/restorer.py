@@ -179,7 +179,7 @@ class VideoRestorer:
             for face in tracked:
                 if np.linalg.norm(face.landmarks[1] - face.landmarks[0]) < MIN_EYE_DISTANCE:
                     continue
-                affine = alignment.estimate_affine(face.landmarks, size)
+                affine = alignment.estimate_affine(face.landmarks, size, getattr(self.restorer, "template", None))
                 faces.append(AlignedFace(crop=alignment.warp_face(frame.pixels, affine, size), affine=affine))
                 track_ids.add(face.track_id)
             self._add("align", started)
