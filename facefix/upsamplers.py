@@ -43,11 +43,15 @@ def tile_spans(length: int, tile: int, overlap: int) -> list[tuple[int, int, int
 
 
 def run_tiled(run: Callable[[np.ndarray], np.ndarray], batch: np.ndarray, scale: int, tile: int, overlap: int,
-              multiple: int = 1) -> np.ndarray:
+              multiple: int = 1, convert: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
     """``run`` (``(1, C, h, w)`` → ``(1, C, h*scale, w*scale)``) over ``batch`` in tiles.
 
     ``tile`` 0 runs the whole image at once. Tiles, overlaps and the padded image are
-    multiples of ``multiple``; the padding is cut off the result."""
+    multiples of ``multiple``; the padding is cut off the result. ``convert`` turns each
+    tile's output into ``h x w x k`` pixels as soon as it is made, so only the final
+    image is held at full size, never a float copy of it; without it the result is the
+    networks' float output, ``(1, C, H*scale, W*scale)``.
+    """
     height, width = batch.shape[2:]
     pad_h, pad_w = (-height) % multiple, (-width) % multiple
     if pad_h or pad_w:
@@ -56,21 +60,26 @@ def run_tiled(run: Callable[[np.ndarray], np.ndarray], batch: np.ndarray, scale:
     overlap = -(-overlap // multiple) * multiple
     rows = tile_spans(batch.shape[2], tile, overlap)
     columns = tile_spans(batch.shape[3], tile, overlap)
+    finish = convert or (lambda part: part[0].transpose(1, 2, 0))  # as pixels, HWC, while tiling
     if len(rows) == 1 and len(columns) == 1:
-        output = run(batch)
+        output = finish(run(batch))
     else:
-        output = np.empty((*batch.shape[:2], batch.shape[2] * scale, batch.shape[3] * scale), np.float32)
+        output = None
         for y0, y1, py0, py1 in rows:
             for x0, x1, px0, px1 in columns:
-                part = run(np.ascontiguousarray(batch[:, :, py0:py1, px0:px1]))
-                output[:, :, y0 * scale:y1 * scale, x0 * scale:x1 * scale] = part[
-                    :, :, (y0 - py0) * scale:(y1 - py0) * scale, (x0 - px0) * scale:(x1 - px0) * scale]
-    return output[:, :, :height * scale, :width * scale]
+                part = finish(run(np.ascontiguousarray(batch[:, :, py0:py1, px0:px1])))
+                if output is None:
+                    output = np.empty((batch.shape[2] * scale, batch.shape[3] * scale, part.shape[2]), part.dtype)
+                output[y0 * scale:y1 * scale, x0 * scale:x1 * scale] = part[
+                    (y0 - py0) * scale:(y1 - py0) * scale, (x0 - px0) * scale:(x1 - px0) * scale]
+    output = output[:height * scale, :width * scale]
+    return output if convert is not None else np.ascontiguousarray(output.transpose(2, 0, 1)[None])
 
 
-def upscale_pixels(image: np.ndarray, enlarge_rgb: Callable[[np.ndarray], np.ndarray], scale: int) -> np.ndarray:
-    """``image`` in any layout and depth, enlarged by ``enlarge_rgb`` (``(1, 3, h, w)`` RGB [0, 1]
-    → the same ``scale`` times larger) and returned in its own layout and depth."""
+def upscale_pixels(image: np.ndarray, enlarge: Callable[..., np.ndarray], scale: int) -> np.ndarray:
+    """``image`` in any layout and depth, enlarged by ``enlarge(batch, convert)`` and returned in
+    its own layout and depth. ``batch`` is ``(1, 3, h, w)`` RGB in [0, 1]; ``convert`` turns the
+    network's output for any part of it into pixels of the image's kind (see :func:`run_tiled`)."""
     value_range = 65535.0 if image.dtype == np.uint16 else 255.0
     squeeze = image.ndim == 2
     pixels = image[:, :, None] if squeeze else image
@@ -80,10 +89,14 @@ def upscale_pixels(image: np.ndarray, enlarge_rgb: Callable[[np.ndarray], np.nda
     colour = pixels[:, :, :3] if channels >= 3 else np.repeat(pixels, 3, axis=2)
     rgb = colour[:, :, ::-1].astype(np.float32) / value_range
     batch = np.ascontiguousarray(rgb.transpose(2, 0, 1)[None])
-    output = np.clip(enlarge_rgb(batch)[0].transpose(1, 2, 0)[:, :, ::-1], 0.0, 1.0)
-    if channels == 1:
-        output = cv2.cvtColor(np.ascontiguousarray(output), cv2.COLOR_BGR2GRAY)[:, :, None]
-    result = np.rint(output * value_range).astype(image.dtype)
+
+    def to_pixels(part: np.ndarray) -> np.ndarray:
+        bgr = np.clip(part[0].transpose(1, 2, 0)[:, :, ::-1], 0.0, 1.0)
+        if channels == 1:
+            bgr = cv2.cvtColor(np.ascontiguousarray(bgr), cv2.COLOR_BGR2GRAY)[:, :, None]
+        return np.rint(bgr * value_range).astype(image.dtype)
+
+    result = enlarge(batch, to_pixels)
     if channels == 4:
         height, width = result.shape[:2]
         alpha = resize_to(pixels[:, :, 3:], width, height)
@@ -105,8 +118,8 @@ class TiledUpsampler:
         """``(1, 3, h, w)`` RGB float32 in [0, 1] → ``(1, 3, h*scale, w*scale)``."""
         raise NotImplementedError
 
-    def enlarge(self, batch: np.ndarray) -> np.ndarray:
-        return run_tiled(self.run, batch, self.scale, self.tile, self.overlap, self.multiple)
+    def enlarge(self, batch: np.ndarray, convert: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
+        return run_tiled(self.run, batch, self.scale, self.tile, self.overlap, self.multiple, convert)
 
     def upscale(self, image: np.ndarray) -> np.ndarray:
         return upscale_pixels(image, self.enlarge, self.scale)

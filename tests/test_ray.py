@@ -149,3 +149,15 @@ def test_video_in_segments_keeps_frames_timing_and_audio_without_seams(keyed_cli
     worst = min(psnr(a, b) for a, b in zip(frames(local), frames(distributed)))
     assert worst >= 40.0, worst
     assert [t for t in joined.keyframe_times] == [t for t in one.keyframe_times]  # each segment starts a GOP
+
+
+def test_the_background_upsampler_runs_in_the_write_actors(tmp_path, ray_local):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(shared_path("photos", "facexlib__assets_test2.jpg"), folder / "photo.jpg")
+    options = ["--bg-upsampler", "realesr-animevideov3", "--upscale", "2", "--model-dir", shared_path("weights")]
+    code, output = restore(folder, tmp_path / "local", *options)
+    assert code == 0, output
+    code, output = restore(folder, tmp_path / "ray", *options, "--engine", "ray")
+    assert code == 0, output
+    assert digests(tmp_path / "ray") == digests(tmp_path / "local")

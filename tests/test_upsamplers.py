@@ -112,8 +112,8 @@ def test_tiles_with_the_receptive_radius_as_overlap_equal_the_whole_image():
 
 
 def test_layouts_and_depths_keep_their_form():
-    def nearest(batch: np.ndarray) -> np.ndarray:
-        return batch.repeat(2, axis=2).repeat(2, axis=3)
+    def nearest(batch: np.ndarray, convert) -> np.ndarray:
+        return run_tiled(lambda part: part.repeat(2, axis=2).repeat(2, axis=3), batch, 2, 3, 1, convert=convert)
 
     rng = np.random.default_rng(0)
     colour = rng.integers(0, 256, (5, 7, 3), np.uint8)
