@@ -94,7 +94,7 @@ def choose(kind: str, name: str | None, resolver: WeightsResolver) -> ComponentS
     return ordered[0]
 
 
-def detect_restorer(path: Path, kind: str = "restorer") -> ComponentSpec:
+def detect_component(path: Path, kind: str = "restorer") -> ComponentSpec:
     """The component (a restorer, or another card kind) of the network card that recognises
     the weights file ``path``.
 
@@ -180,7 +180,7 @@ def assemble(selection: ComponentSelection, *, aligned: bool = False, quiet: boo
     torch_device = select_device(selection.device)
     resolver = WeightsResolver(model_dir=selection.model_dir, progress=not quiet)
     if selection.restorer is None and selection.weights is not None:
-        restorer_spec = detect_restorer(selection.weights)
+        restorer_spec = detect_component(selection.weights)
         detected = f" [detected from {selection.weights.name}]"
     else:
         restorer_spec = choose("restorer", selection.restorer, resolver)
@@ -205,7 +205,7 @@ def assemble(selection: ComponentSelection, *, aligned: bool = False, quiet: boo
             chosen.append(f"{kind} {spec.name}")
         if selection.upsampler is not None:
             spec = plugins.get_component("upsampler", selection.upsampler)
-            built["upsampler"], how = _build_upsampler(spec, selection, torch_device, resolver, note)
+            built["upsampler"], how = build_upsampler(spec, selection, torch_device, resolver, note)
             names["upsampler"] = spec.name
             chosen.append(f"upsampler {spec.name}" + (f" ({how})" if how else ""))
     needs_parsing = getattr(built["restorer"], "needs_parsing", False) or (
@@ -233,12 +233,13 @@ def _build_restorer(spec: ComponentSpec, selection: ComponentSelection, device: 
                          default_cache_dir().parent / "onnx", warn=note)
 
 
-def _build_upsampler(spec: ComponentSpec, selection: ComponentSelection, device: str, resolver: WeightsResolver,
-                     note: Callable[[str], None]) -> tuple[Any, str]:
+def build_upsampler(spec: ComponentSpec, selection: ComponentSelection, device: str, resolver: WeightsResolver,
+                    note: Callable[[str], None] = print, weights_path: Path | None = None) -> tuple[Any, str]:
+    """The upsampler ``spec`` (from ``weights_path`` if given) on the selection's backend, and how it runs."""
     from facefix.upsamplers import upsampler_backend
     from facefix.weights import default_cache_dir
 
-    upsampler = build(spec, device=device, resolver=resolver, selection=selection)
+    upsampler = build(spec, device=device, resolver=resolver, selection=selection, weights_path=weights_path)
     return upsampler_backend(upsampler, selection.backend, device, default_cache_dir().parent / "onnx", warn=note)
 
 
@@ -258,7 +259,7 @@ def rebuild(selection: ComponentSelection, names: dict[str, str], kinds: tuple[s
         if kind == "restorer":
             built[kind], _ = _build_restorer(spec, selection, device, resolver, note=lambda message: None)
         elif kind == "upsampler":
-            built[kind], _ = _build_upsampler(spec, selection, device, resolver, note=lambda message: None)
+            built[kind], _ = build_upsampler(spec, selection, device, resolver, note=lambda message: None)
         else:
             weights = selection.parser_weights if kind == "parser" else None
             built[kind] = build(spec, device=device, resolver=resolver, selection=selection, weights_path=weights)

@@ -116,7 +116,7 @@ def test_restorer_contract_and_architecture_detection(card, tmp_path):
     """Built through its generated component: uint8 faces of the declared sizes in and out,
     the same output every time and whatever the batch; ``--weights`` alone finds the card."""
     path = tiny_checkpoint(card, tmp_path / "tiny.pth")
-    assert compose.detect_restorer(path).card is card
+    assert compose.detect_component(path).card is card
     restorer = compose.build(spec_of(card), device="cpu", resolver=WeightsResolver(allow_download=False),
                              weights_path=path)
     config = load_network(card, path).config
@@ -162,7 +162,7 @@ def test_upsampler_contract_tiles_and_onnx(card, tmp_path):
     from facefix.upsamplers import OnnxUpsampler, export_upsampler
 
     path = tiny_checkpoint(card, tmp_path / "tiny.pth")
-    assert compose.detect_restorer(path, kind="upsampler").card is card
+    assert compose.detect_component(path, kind="upsampler").card is card
     resolver = WeightsResolver(allow_download=False)
     whole = compose.build(spec_of(card), device="cpu", resolver=resolver, weights_path=path)
     tiled = compose.build(spec_of(card), device="cpu", resolver=resolver, weights_path=path,
@@ -218,7 +218,7 @@ def test_shipped_compact_file_is_recognised_and_loads_half_precision_as_float():
     from facefix.weights import bundled_dir, get_entry
 
     path = bundled_dir() / get_entry("compact-v1").filename
-    assert compose.detect_restorer(path).name == "compact"
+    assert compose.detect_component(path).name == "compact"
     assert read_checkpoint(path).state["head.weight"].dtype == torch.float16
     network = load_network(spec_of(next(c for c in CARDS if c.name == "compact")).card, path).module
     assert all(parameter.dtype == torch.float32 for parameter in network.parameters())

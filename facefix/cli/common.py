@@ -1,14 +1,56 @@
-"""What every facefix command shares: the one-line error exit."""
+"""What every facefix command shares: the one-line error exit, and finding the input images."""
 
 from __future__ import annotations
 
 import sys
-from typing import NoReturn
+from pathlib import Path
+from typing import Any, Callable, NoReturn
 
 import click
+
+from facefix.errors import FacefixError
 
 
 def fail(message: str) -> NoReturn:
     """``Error: <one line>`` on stderr, exit status 1."""
     click.echo(f"Error: {message}", err=True)
     sys.exit(1)
+
+
+def input_images(inputs: tuple[str, ...], recursive: bool) -> list[tuple[Path | str, Path]]:
+    """The images named by INPUTS (files, folders or URIs) as ``(source, relative output)``
+    pairs; a missing input, or none found, ends the command with one line."""
+    from facefix.image_io import find_images
+    from facefix.sources import as_source, source_exists
+
+    sources = [as_source(text) for text in inputs]
+    try:
+        missing = [str(source) for source in sources if not source_exists(source)]
+        if missing:
+            fail(f"input not found: {', '.join(missing)}")
+        files = find_images(sources, recursive)
+    except FacefixError as error:
+        fail(str(error))
+    if not files:
+        fail(f"no images found in {', '.join(map(str, inputs))}" + ("" if recursive else " (use --recursive for sub-folders)"))
+    return files
+
+
+def image_output_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The options of commands that write one image per input image (``restore``, ``upscale``):
+    the command gets ``ext``, ``suffix``, ``skip_existing``, ``recursive``, ``max_pixels`` and
+    ``jpeg_quality``."""
+    options = [
+        click.option("--ext", type=click.Choice(["png", "jpg", "webp", "bmp", "tif"]), default=None,
+                     help="Output format (default: the input's)."),
+        click.option("--suffix", default="", help="Appended to output file names."),
+        click.option("--skip-existing", is_flag=True, help="Leave inputs whose output already exists."),
+        click.option("--recursive", "-r", is_flag=True, help="Descend into sub-folders of input folders."),
+        click.option("--max-pixels", type=click.IntRange(min=1), default=150_000_000, show_default=True,
+                     help="Refuse images with more pixels than this."),
+        click.option("--jpeg-quality", type=click.IntRange(1, 100), default=None,
+                     help="JPEG/WebP output quality (default: the input's own quality, at least 95)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command

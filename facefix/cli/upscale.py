@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
-from facefix.cli.common import fail
+from facefix.cli.common import fail, image_output_options, input_images
 from facefix.errors import FacefixError
 
 
@@ -32,15 +32,7 @@ from facefix.errors import FacefixError
               show_default=True, help="auto = onnxruntime on CPU (exported once and cached), PyTorch on GPU.")
 @click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path), envvar="FACEFIX_MODEL_DIR",
               help="Folder with weights files, used as given (also FACEFIX_MODEL_DIR).")
-@click.option("--ext", type=click.Choice(["png", "jpg", "webp", "bmp", "tif"]), default=None,
-              help="Output format (default: the input's).")
-@click.option("--suffix", default="", help="Appended to output file names.")
-@click.option("--skip-existing", is_flag=True, help="Leave inputs whose output already exists.")
-@click.option("--recursive", "-r", is_flag=True, help="Descend into sub-folders of input folders.")
-@click.option("--max-pixels", type=click.IntRange(min=1), default=150_000_000, show_default=True,
-              help="Refuse images with more pixels than this.")
-@click.option("--jpeg-quality", type=click.IntRange(1, 100), default=None,
-              help="JPEG/WebP output quality (default: the input's own quality, at least 95).")
+@image_output_options
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or notes (errors are still shown).")
 def upscale_command(inputs: tuple[str, ...], output: Path, upsampler: str | None, weights: Path | None,
                     scale: float | None, tile: int, device: str, backend: str, model_dir: Path | None,
@@ -50,38 +42,24 @@ def upscale_command(inputs: tuple[str, ...], output: Path, upsampler: str | None
     the results to OUTPUT."""
     from facefix import compose
     from facefix.atomic import write_bytes_atomic
-    from facefix.image_io import encode_image, find_images, read_image
+    from facefix.image_io import encode_image, read_image
     from facefix.inference import select_device
     from facefix.pipeline import DEFAULT_JPEG_QUALITY, PipelineOptions, Summary, error_text, plan_images
-    from facefix.sources import as_source, source_exists
     from facefix.upsamplers import background
     from facefix.weights import WeightsResolver
 
-    sources = [as_source(text) for text in inputs]
-    try:
-        missing = [str(source) for source in sources if not source_exists(source)]
-        if missing:
-            fail(f"input not found: {', '.join(missing)}")
-        files = find_images(sources, recursive)
-    except FacefixError as error:
-        fail(str(error))
-    if not files:
-        fail(f"no images found in {', '.join(map(str, inputs))}" + ("" if recursive else " (use --recursive for sub-folders)"))
+    files = input_images(inputs, recursive)
     try:
         torch_device = select_device(device)
         resolver = WeightsResolver(model_dir=model_dir, progress=not quiet)
         if upsampler is None and weights is not None:
-            spec = compose.detect_restorer(weights, kind="upsampler")
+            spec = compose.detect_component(weights, kind="upsampler")
         else:
             spec = compose.choose("upsampler", upsampler, resolver)
         selection = compose.ComponentSelection(backend=backend, upsampler_tile=tile)
-        network = compose.build(spec, device=torch_device, resolver=resolver, selection=selection,
-                                weights_path=weights)
-        from facefix.upsamplers import upsampler_backend
-        from facefix.weights import default_cache_dir
-
-        network, how = upsampler_backend(network, backend, torch_device, default_cache_dir().parent / "onnx",
-                                         warn=lambda message: click.echo(message, err=True))
+        network, how = compose.build_upsampler(spec, selection, torch_device, resolver,
+                                               note=lambda message: click.echo(message, err=True),
+                                               weights_path=weights)
     except FacefixError as error:
         fail(str(error))
     factor = float(scale if scale is not None else network.scale)
