@@ -69,3 +69,25 @@ def apply_backend(
     if backend == "compile":
         restorer.module = torch.compile(restorer.module)
     return restorer, f"torch{' compiled' if backend == 'compile' else ''} {precision}"
+
+
+def parser_backend(parser: Any, backend: str, device: str, cache_dir: Path, warn=print) -> tuple[Any, str]:
+    """The parser to run and how: as for restorers, ``auto`` is onnxruntime on a CPU (the
+    network exported once per weights file, argmax included) and PyTorch on a GPU. Parsers
+    that aren't a :class:`~facefix.inference.SegmentationParser` run as they are."""
+    from facefix.inference import SegmentationParser
+    from facefix.onnx import onnx_parser
+
+    if not isinstance(parser, SegmentationParser) or backend in ("torch", "compile"):
+        return parser, ""
+    if backend == "auto" and device != "cpu":
+        return parser, "torch"
+    try:
+        runner = onnx_parser(parser, device, cache_dir)
+    except Exception as error:
+        if backend == "onnx":
+            raise FacefixError(f"--backend onnx: the parser {parser.name} does not run in onnxruntime "
+                               f"({' '.join(str(error).split())[:200]})") from None
+        warn(f"facefix: onnxruntime not used for the parser ({' '.join(str(error).split())[:200]}); running in PyTorch")
+        return parser, "torch"
+    return runner, "onnxruntime"

@@ -216,10 +216,9 @@ def assemble(selection: ComponentSelection, *, aligned: bool = False, quiet: boo
             raise FacefixError("--parser none, but the chosen restorer or blender needs parsing maps")
     elif selection.parser is not None or needs_parsing:
         spec = choose("parser", selection.parser, resolver)
-        built["parser"] = build(spec, device=torch_device, resolver=resolver, selection=selection,
-                                weights_path=selection.parser_weights)
+        built["parser"], how = _build_parser(spec, selection, torch_device, resolver, note)
         names["parser"] = spec.name
-        chosen.append(f"parser {spec.name}")
+        chosen.append(f"parser {spec.name}" + (f" ({how})" if how else ""))
     return Assembly(built, chosen, torch_device, names)
 
 
@@ -231,6 +230,15 @@ def _build_restorer(spec: ComponentSpec, selection: ComponentSelection, device: 
     restorer = build(spec, device=device, resolver=resolver, selection=selection, weights_path=selection.weights)
     return apply_backend(restorer, selection.backend, selection.precision, device, selection.onnx,
                          default_cache_dir().parent / "onnx", warn=note)
+
+
+def _build_parser(spec: ComponentSpec, selection: ComponentSelection, device: str, resolver: WeightsResolver,
+                  note: Callable[[str], None]) -> tuple[Any, str]:
+    from facefix.backends import parser_backend
+    from facefix.weights import default_cache_dir
+
+    parser = build(spec, device=device, resolver=resolver, selection=selection, weights_path=selection.parser_weights)
+    return parser_backend(parser, selection.backend, device, default_cache_dir().parent / "onnx", warn=note)
 
 
 def build_upsampler(spec: ComponentSpec, selection: ComponentSelection, device: str, resolver: WeightsResolver,
@@ -260,7 +268,8 @@ def rebuild(selection: ComponentSelection, names: dict[str, str], kinds: tuple[s
             built[kind], _ = _build_restorer(spec, selection, device, resolver, note=lambda message: None)
         elif kind == "upsampler":
             built[kind], _ = build_upsampler(spec, selection, device, resolver, note=lambda message: None)
+        elif kind == "parser":
+            built[kind], _ = _build_parser(spec, selection, device, resolver, note=lambda message: None)
         else:
-            weights = selection.parser_weights if kind == "parser" else None
-            built[kind] = build(spec, device=device, resolver=resolver, selection=selection, weights_path=weights)
+            built[kind] = build(spec, device=device, resolver=resolver, selection=selection)
     return built

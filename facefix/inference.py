@@ -1,6 +1,9 @@
-"""Small helpers shared by PyTorch-based components: device choice and batched runs."""
+"""Small helpers shared by PyTorch-based components: device choice, batched runs, and the
+one parser implementation every segmentation network uses (:class:`SegmentationParser`)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -26,31 +29,67 @@ def resize_batch(images: np.ndarray, size: int, interpolation: int) -> np.ndarra
     return np.stack([cv2.resize(image, (size, size), interpolation=interpolation) for image in images])
 
 
-@torch.inference_mode()
-def segment(
-    model: torch.nn.Module,
-    faces: np.ndarray,
-    *,
-    network_size: int,
-    normalization: Normalization,
-    device: str,
-    label_map: np.ndarray | None = None,
-    output_index: int | None = None,
-) -> np.ndarray:
-    """Run a segmentation network on aligned faces and return per-pixel labels.
+def in_batches(run, batch: np.ndarray, size: int) -> np.ndarray:
+    """``run`` over ``batch`` in slices of ``size`` (0: all at once), the results concatenated."""
+    if size <= 0 or len(batch) <= size:
+        return run(batch)
+    return np.concatenate([run(batch[index:index + size]) for index in range(0, len(batch), size)])
 
-    ``faces``: ``(N, S, S, 3)`` BGR uint8. The network sees ``network_size`` pixels;
-    labels come back at ``S`` (nearest neighbour, labels are categorical).
-    ``label_map[j]`` is the CelebAMask-HQ class of the network's output channel ``j``.
-    ``output_index`` picks one element when the model returns a tuple.
-    """
-    size = faces.shape[1]
-    batch = resize_batch(faces, network_size, cv2.INTER_LINEAR)
-    tensor = torch.from_numpy(normalization.to_network(batch)).to(device)
-    logits = model(tensor)
-    if output_index is not None:
-        logits = logits[output_index]
-    labels = logits.argmax(dim=1).to(torch.uint8).cpu().numpy()
-    if label_map is not None:
-        labels = np.asarray(label_map, np.uint8)[labels]
-    return resize_batch(labels, size, cv2.INTER_NEAREST)
+
+class LabelsOnly(torch.nn.Module):
+    """A segmentation network reduced to its per-pixel class (argmax), as uint8: what a
+    parser returns, and a far smaller output than 19 channels of logits for an export."""
+
+    def __init__(self, network: torch.nn.Module, output_index: int | None = None):
+        super().__init__()
+        self.network = network
+        self.output_index = output_index
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.network(x)
+        if self.output_index is not None:
+            logits = logits[self.output_index]
+        return logits.argmax(dim=1).to(torch.uint8)
+
+
+class SegmentationParser:
+    """The parser contract around a segmentation network: aligned faces resized to the
+    network's size, normalised, labelled, mapped to CelebAMask-HQ classes and brought back
+    to the faces' size. On a CPU faces go one at a time (batches cost more per face on a
+    few cores, and their activations scale the memory); on a GPU, together. ``batch_size``
+    overrides that choice."""
+
+    def __init__(self, network: torch.nn.Module, *, network_size: int, normalization: Normalization,
+                 device: str = "cpu", label_map: np.ndarray | None = None, output_index: int | None = None,
+                 name: str = "", weights: Path | None = None, batch_size: int | None = None):
+        self.module = LabelsOnly(network, output_index).eval().to(device)
+        self.network_size = network_size
+        self.normalization = normalization
+        self.device = device
+        self.label_map = None if label_map is None else np.asarray(label_map, np.uint8)
+        self.name = name
+        self.weights = weights
+        self.batch_size = batch_size or (0 if device.startswith("cuda") else 1)  # 0: all the faces at once
+
+    def labels(self, batch: np.ndarray) -> np.ndarray:
+        """``(N, 3, S, S)`` normalised float32 → ``(N, S, S)`` uint8 network classes."""
+        with torch.inference_mode():
+            return self.module(torch.from_numpy(batch).to(self.device)).cpu().numpy()
+
+    def parse(self, faces: np.ndarray) -> np.ndarray:
+        size = faces.shape[1]
+        batch = self.normalization.to_network(resize_batch(faces, self.network_size, cv2.INTER_LINEAR))
+        labels = in_batches(self.labels, batch, self.batch_size)
+        if self.label_map is not None:
+            labels = self.label_map[labels]
+        return resize_batch(labels, size, cv2.INTER_NEAREST)
+
+    def export_module(self) -> torch.nn.Module:
+        return self.module
+
+    def export_key(self) -> str:
+        """What an export contains, for the cache: name, and the weights file's path, size, time."""
+        if self.weights is None:
+            return f"{self.name}:parser"
+        stat = self.weights.stat()
+        return f"{self.name}:parser:{self.weights.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"

@@ -214,3 +214,73 @@ def onnx_backend(restorer: Any, device: str, onnx_path: Path | None, cache_dir: 
             f"but the restorer expects {restorer.input_size}→{restorer.output_size}"
         )
     return runner
+
+
+def export_parser(parser: Any, path: Path | str, *, opset: int = DEFAULT_OPSET,
+                  sample: np.ndarray | None = None) -> ExportReport:
+    """Export a :class:`~facefix.inference.SegmentationParser`'s network, argmax included (uint8
+    labels out, free batch), and compare with PyTorch: ``max_abs_difference`` is the share
+    of pixels whose label differs on ``sample`` (a synthetic face when omitted)."""
+    import onnx
+    import torch
+
+    path = Path(path)
+    size = parser.network_size
+    module = parser.export_module().eval().cpu().float()
+    face = _synthetic_face(size) if sample is None else sample
+    example = torch.from_numpy(parser.normalization.to_network(face[None]))
+    with torch.inference_mode():
+        reference = module(example).numpy()
+    with atomic_path(path) as temporary:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # exporter chatter
+            torch.onnx.export(module, (example,), str(temporary), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                              opset_version=opset, dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+                              do_constant_folding=True, dynamo=False)
+        onnx.checker.check_model(str(temporary), full_check=True)
+        session, provider = create_session(temporary, "cpu")
+        labels = session.run(None, {session.get_inputs()[0].name: example.numpy()})[0]
+    module.to(parser.device)
+    return ExportReport(path=path, max_abs_difference=float(np.mean(labels != reference)), provider=provider,
+                        opset=opset)
+
+
+class OnnxParser:
+    """An exported parser run by onnxruntime, the same steps around it as its PyTorch original
+    (resize, normalise, map the labels, resize back); one face at a time on a CPU."""
+
+    def __init__(self, path: Path | str, parser: Any, device: str = "auto"):
+        self.path = Path(path)
+        self.session, self.provider = create_session(self.path, device)
+        self.input_name = self.session.get_inputs()[0].name
+        self.network_size = parser.network_size
+        self.normalization = parser.normalization
+        self.label_map = parser.label_map
+        self.name = parser.name
+        self.batch_size = parser.batch_size if self.provider != "CPUExecutionProvider" else 1
+
+    def parse(self, faces: np.ndarray) -> np.ndarray:
+        import cv2
+
+        from facefix.inference import in_batches, resize_batch
+
+        size = faces.shape[1]
+        batch = self.normalization.to_network(resize_batch(faces, self.network_size, cv2.INTER_LINEAR))
+        labels = in_batches(lambda part: self.session.run(None, {self.input_name: part})[0], batch, self.batch_size)
+        labels = labels.astype(np.uint8)
+        if self.label_map is not None:
+            labels = self.label_map[labels]
+        return resize_batch(labels, size, cv2.INTER_NEAREST)
+
+
+def onnx_parser(parser: Any, device: str, cache_dir: Path) -> OnnxParser:
+    """Run ``parser`` through onnxruntime from a cached export (one per weights file)."""
+    path = cached_export_path(parser, cache_dir)
+    if not path.exists():
+        print(f"facefix: exporting the {parser.name or 'parser'} parser to ONNX once: {path}", file=sys.stderr)
+        report = export_parser(parser, path)
+        if report.max_abs_difference > 0.01:
+            path.unlink()
+            raise ComponentError(f"the ONNX export of {parser.name} labels {report.max_abs_difference:.1%} of pixels "
+                                 "differently from PyTorch")
+    return OnnxParser(path, parser, device)

@@ -16,7 +16,7 @@ from torch import nn
 
 from facefix.components import Normalization
 from facefix.hookspecs import hookimpl
-from facefix.inference import segment
+from facefix.inference import SegmentationParser
 from facefix.checkpoints import read_state
 
 # Output channel j of the network is CelebAMask-HQ class LABELS[j] (../shared/README.md).
@@ -46,15 +46,11 @@ class LightUNet(nn.Module):
         return self.out(d2)
 
 
-class UNetParser:
-    def __init__(self, weights: Path):
-        self.model = LightUNet()
-        self.model.load_state_dict(read_state(weights), strict=True)
-        self.model.eval()
-
-    def parse(self, faces: np.ndarray) -> np.ndarray:
-        return segment(self.model, faces, network_size=256, normalization=Normalization(), device="cpu",
-                       label_map=LABELS)
+def UNetParser(weights: Path) -> SegmentationParser:
+    model = LightUNet()
+    model.load_state_dict(read_state(weights), strict=True)
+    return SegmentationParser(model, network_size=256, normalization=Normalization(), label_map=LABELS,
+                              name="unet-test", weights=weights)
 
 
 class SharedUNetPlugin:

@@ -44,7 +44,7 @@ SELECTION_OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
                                   "conditioning."),
     "backend": _option("--backend", type=click.Choice(["auto", "torch", "compile", "onnx"]), default="auto",
                             show_default=True,
-                            help="How the restorer and the background upsampler run: auto = the fastest measured for "
+                            help="How the restorer, the parser and the background upsampler run: auto = the fastest measured for "
                                  "the device (onnxruntime on CPU, exported on first use and cached; PyTorch on GPU)."),
     "precision": _option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32",
                               show_default=True, help="Arithmetic precision for the torch and compile backends."),

@@ -9,7 +9,7 @@ import numpy as np
 from facefix.checkpoints import load_into, read_checkpoint
 from facefix.components import ComponentContext, Normalization
 from facefix.compat import ensure_torchvision
-from facefix.inference import segment
+from facefix.inference import SegmentationParser
 
 # ParseNet (PSFR-GAN's parser) was trained on CelebAMask-HQ's own order.
 PARSENET_LABELS = np.arange(19, dtype=np.uint8)
@@ -20,44 +20,28 @@ BISENET_LABELS = np.array([0, 1, 6, 7, 4, 5, 3, 8, 9, 15, 2, 10, 11, 12, 17, 16,
 NETWORK_SIZE = 512
 
 
-class FacexlibParser:
-    def __init__(self, model, normalization: Normalization, labels: np.ndarray, device: str, output_index: int):
-        self.model = model.eval().to(device)
-        self.normalization = normalization
-        self.labels = labels
-        self.device = device
-        self.output_index = output_index
-
-    def parse(self, faces: np.ndarray) -> np.ndarray:
-        return segment(
-            self.model,
-            faces,
-            network_size=NETWORK_SIZE,
-            normalization=self.normalization,
-            device=self.device,
-            label_map=self.labels,
-            output_index=self.output_index,
-        )
-
-
 def _load(model, weights: Path, what: str):
     return load_into(model, read_checkpoint(weights).state, weights, f"not a facexlib {what} checkpoint")
 
 
-def build_parsenet(context: ComponentContext) -> FacexlibParser:
+def build_parsenet(context: ComponentContext) -> SegmentationParser:
     ensure_torchvision()
     from facexlib.parsing.parsenet import ParseNet
 
-    model = _load(ParseNet(in_size=NETWORK_SIZE, out_size=NETWORK_SIZE, parsing_ch=19), context.resolve_weights("parsenet"), "ParseNet")
+    weights = context.resolve_weights("parsenet")
+    model = _load(ParseNet(in_size=NETWORK_SIZE, out_size=NETWORK_SIZE, parsing_ch=19), weights, "ParseNet")
     # ParseNet returns (parsing logits, restored image); facexlib normalises with 0.5/0.5.
-    return FacexlibParser(model, Normalization(), PARSENET_LABELS, context.device, output_index=0)
+    return SegmentationParser(model, network_size=NETWORK_SIZE, normalization=Normalization(), device=context.device,
+                              label_map=PARSENET_LABELS, output_index=0, name="parsenet", weights=weights)
 
 
-def build_bisenet(context: ComponentContext) -> FacexlibParser:
+def build_bisenet(context: ComponentContext) -> SegmentationParser:
     ensure_torchvision()
     from facexlib.parsing.bisenet import BiSeNet
 
-    model = _load(BiSeNet(num_class=19), context.resolve_weights("bisenet"), "BiSeNet")
+    weights = context.resolve_weights("bisenet")
+    model = _load(BiSeNet(num_class=19), weights, "BiSeNet")
     imagenet = Normalization(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
     # BiSeNet returns (main output, two auxiliary outputs).
-    return FacexlibParser(model, imagenet, BISENET_LABELS, context.device, output_index=0)
+    return SegmentationParser(model, network_size=NETWORK_SIZE, normalization=imagenet, device=context.device,
+                              label_map=BISENET_LABELS, output_index=0, name="bisenet", weights=weights)

@@ -25,7 +25,7 @@ from torch.nn import functional as F
 
 from facefix.components import ComponentContext, Normalization
 from facefix.errors import WeightsError
-from facefix.inference import segment
+from facefix.inference import SegmentationParser
 from facefix.nn.parsing import labels_onehot
 from facefix.networks import LoadedNetwork, load_network
 from facefix.restorers import TorchRestorer
@@ -89,21 +89,11 @@ def build_generator(config: Mapping[str, Any]) -> PSFRGenerator:
 # --------------------------------------------------------------------------- parser component
 
 
-class PSFRParser:
+def parser(network: LoadedNetwork, context: ComponentContext, name: str) -> SegmentationParser:
     """The ``psfrgan`` parser: RGB in [-1, 1] at the network's size, CelebAMask-HQ labels out."""
-
-    def __init__(self, network: PSFRParseNet, device: str):
-        self.network = network.eval().to(device)
-        self.device = device
-        self.size = int(network.config["in_size"])
-
-    def parse(self, faces: np.ndarray) -> np.ndarray:
-        return segment(self.network, faces, network_size=self.size, normalization=Normalization(), device=self.device,
-                       output_index=0)
-
-
-def parser(network: LoadedNetwork, context: ComponentContext, name: str) -> PSFRParser:
-    return PSFRParser(network.module, context.device)
+    return SegmentationParser(network.module, network_size=int(network.config["in_size"]),
+                              normalization=Normalization(), device=context.device, output_index=0, name=name,
+                              weights=network.path)
 
 
 # --------------------------------------------------------------------------- restorer
