@@ -95,7 +95,7 @@ def plugins_command(as_json: bool, model_dir: Path | None) -> None:
     click.echo("\nNetworks:")
     for card in listing["networks"]:
         commands = [f"train {card['train_command']}"] if card["train_command"] else []
-        commands += [f"export {card['name']}"] if card["exportable"] and card["kind"] == "restorer" else []
+        commands += [f"export {card['name']}"] if card["exportable"] and card["kind"] in ("restorer", "upsampler") else []
         tags = ", ".join(card["tags"]) or "no released weights"
         click.echo(f"  {card['kind']} {card['name']:<16} tags: {tags}; {'; '.join(commands) or 'no commands'}")
     for kind in KINDS:
