@@ -140,8 +140,8 @@ class OnnxRestorer:
     """The restorer contract on top of an onnxruntime session.
 
     Input ``(N or 1, 3, S, S)`` float RGB in the model's normalisation, output the same
-    layout at the output size. A model whose batch axis is fixed at 1 is run face by
-    face. A second input named ``weight`` (CodeFormer's fidelity) is fed ``fidelity``.
+    layout at the output size. A model whose batch axis is fixed at 1, and any model on
+    a CPU, is run face by face. A second input named ``weight`` (CodeFormer's fidelity) is fed ``fidelity``.
     """
 
     needs_parsing = False
@@ -159,7 +159,9 @@ class OnnxRestorer:
         if not isinstance(shape[2], int) or shape[2] != shape[3] or shape[1] != 3:
             raise ComponentError(f"{self.path}: expected a fixed square (N, 3, S, S) input, got {shape}")
         self.input_size = int(shape[2])
-        self.fixed_batch = isinstance(shape[0], int)
+        # on a CPU faces go one at a time: batches are no faster per face on a few cores, and
+        # onnxruntime's arena keeps the peak of the largest batch (GFP-GAN at 4: ~3 GB more)
+        self.fixed_batch = isinstance(shape[0], int) or self.provider == "CPUExecutionProvider"
         self.extra_inputs = {}
         for item in inputs:
             if item is self.image_input:
