@@ -267,3 +267,14 @@ class WeightsEntry:
             "description": self.description,
             "alternate_filenames": list(self.alternate_filenames),
         }
+
+
+def weights_key(name: str, weights: Path | None, tag: str = "") -> str:
+    """Identifies a network loaded from ``weights`` (for caching its exports): the name and,
+    when loaded from a file, that file's path, size and modification time, then ``tag``
+    (what else an export bakes in, such as the fidelity)."""
+    key = name
+    if weights is not None:
+        stat = weights.stat()
+        key = f"{name}:{weights.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+    return f"{key}:{tag}" if tag else key

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import torch
 
-from facefix.components import Normalization
+from facefix.components import Normalization, weights_key
 from facefix.errors import ComponentError
 
 
@@ -89,7 +89,4 @@ class SegmentationParser:
 
     def export_key(self) -> str:
         """What an export contains, for the cache: name, and the weights file's path, size, time."""
-        if self.weights is None:
-            return f"{self.name}:parser"
-        stat = self.weights.stat()
-        return f"{self.name}:parser:{self.weights.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+        return weights_key(self.name, self.weights, "parser")

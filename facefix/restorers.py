@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from facefix.components import Normalization
+from facefix.components import Normalization, weights_key
 
 
 class TorchRestorer:
@@ -71,11 +71,7 @@ class TorchRestorer:
         """Identifies what an export of this restorer contains (for caching exports): the
         name and, when loaded from a file, that file's path, size and modification time,
         then the export tag (settings baked into the graph, such as the fidelity)."""
-        key = self.name
-        if self.weights is not None:
-            stat = self.weights.stat()
-            key = f"{self.name}:{self.weights.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
-        return f"{key}:{self.export_tag}" if self.export_tag else key
+        return weights_key(self.name, self.weights, self.export_tag)
 
 
 class ImageOnly(torch.nn.Module):

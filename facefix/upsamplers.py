@@ -26,6 +26,7 @@ import numpy as np
 
 from facefix.alignment import resize_to
 from facefix.atomic import atomic_path
+from facefix.components import weights_key
 from facefix.errors import ComponentError, FacefixError
 from facefix.onnx import DEFAULT_OPSET, INPUT_NAME, OUTPUT_NAME, ExportReport, cached_export_path, create_session
 
@@ -149,10 +150,7 @@ class TorchUpsampler(TiledUpsampler):
 
     def export_key(self) -> str:
         """What an export of it contains, for the cache: name, and the weights file's path, size, time."""
-        if self.weights is None:
-            return f"{self.name}:upsampler"
-        stat = self.weights.stat()
-        return f"{self.name}:upsampler:{self.weights.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+        return weights_key(self.name, self.weights, "upsampler")
 
 
 class OnnxUpsampler(TiledUpsampler):
