@@ -4,6 +4,7 @@ one parser implementation every segmentation network uses (:class:`SegmentationP
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Callable
 
 import cv2
 import numpy as np
@@ -34,6 +35,19 @@ def in_batches(run, batch: np.ndarray, size: int) -> np.ndarray:
     if size <= 0 or len(batch) <= size:
         return run(batch)
     return np.concatenate([run(batch[index:index + size]) for index in range(0, len(batch), size)])
+
+
+def label_faces(faces: np.ndarray, labels: Callable[[np.ndarray], np.ndarray], parser: Any) -> np.ndarray:
+    """What every backend of a segmentation parser does around its network: ``(N, S, S, 3)``
+    faces resized to ``parser.network_size`` and normalised, labelled by ``labels`` in
+    batches of ``parser.batch_size``, mapped through ``parser.label_map`` and brought back
+    to ``S`` (nearest neighbour: labels are categorical)."""
+    size = faces.shape[1]
+    batch = parser.normalization.to_network(resize_batch(faces, parser.network_size, cv2.INTER_LINEAR))
+    found = in_batches(labels, batch, parser.batch_size).astype(np.uint8, copy=False)
+    if parser.label_map is not None:
+        found = parser.label_map[found]
+    return resize_batch(found, size, cv2.INTER_NEAREST)
 
 
 class LabelsOnly(torch.nn.Module):
@@ -77,12 +91,7 @@ class SegmentationParser:
             return self.module(torch.from_numpy(batch).to(self.device)).cpu().numpy()
 
     def parse(self, faces: np.ndarray) -> np.ndarray:
-        size = faces.shape[1]
-        batch = self.normalization.to_network(resize_batch(faces, self.network_size, cv2.INTER_LINEAR))
-        labels = in_batches(self.labels, batch, self.batch_size)
-        if self.label_map is not None:
-            labels = self.label_map[labels]
-        return resize_batch(labels, size, cv2.INTER_NEAREST)
+        return label_faces(faces, self.labels, self)
 
     def export_module(self) -> torch.nn.Module:
         return self.module

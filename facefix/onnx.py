@@ -161,7 +161,7 @@ class OnnxRestorer:
         self.input_size = int(shape[2])
         # on a CPU faces go one at a time: batches are no faster per face on a few cores, and
         # onnxruntime's arena keeps the peak of the largest batch (GFP-GAN at 4: ~3 GB more)
-        self.fixed_batch = isinstance(shape[0], int) or self.provider == "CPUExecutionProvider"
+        self.face_by_face = isinstance(shape[0], int) or self.provider == "CPUExecutionProvider"
         self.extra_inputs = {}
         for item in inputs:
             if item is self.image_input:
@@ -187,7 +187,7 @@ class OnnxRestorer:
 
     def restore(self, faces: np.ndarray, parsing: np.ndarray | None = None) -> np.ndarray:
         batch = self.normalization.to_network(faces)
-        if self.fixed_batch:
+        if self.face_by_face:
             output = np.concatenate([self._run(batch[i : i + 1]) for i in range(len(batch))])
         else:
             output = self._run(batch)
@@ -262,17 +262,9 @@ class OnnxParser:
         self.batch_size = parser.batch_size if self.provider != "CPUExecutionProvider" else 1
 
     def parse(self, faces: np.ndarray) -> np.ndarray:
-        import cv2
+        from facefix.inference import label_faces
 
-        from facefix.inference import in_batches, resize_batch
-
-        size = faces.shape[1]
-        batch = self.normalization.to_network(resize_batch(faces, self.network_size, cv2.INTER_LINEAR))
-        labels = in_batches(lambda part: self.session.run(None, {self.input_name: part})[0], batch, self.batch_size)
-        labels = labels.astype(np.uint8)
-        if self.label_map is not None:
-            labels = self.label_map[labels]
-        return resize_batch(labels, size, cv2.INTER_NEAREST)
+        return label_faces(faces, lambda part: self.session.run(None, {self.input_name: part})[0], self)
 
 
 def onnx_parser(parser: Any, device: str, cache_dir: Path) -> OnnxParser:
