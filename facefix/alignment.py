@@ -57,6 +57,12 @@ def warp_face(image: np.ndarray, affine: np.ndarray, size: int) -> np.ndarray:
     )
 
 
+def paste_size(affine: np.ndarray, size: int, upscale: float) -> float:
+    """How many output pixels wide a ``size`` px aligned crop is once pasted back into the
+    input resized by ``upscale`` (what a paste mask needs, no more)."""
+    return float(size * upscale / np.sqrt(abs(np.linalg.det(np.asarray(affine, np.float64)[:, :2]))))
+
+
 def inverse_affine(affine: np.ndarray, face_scale: float, upscale: float) -> np.ndarray:
     """2x3 matrix from restored-face pixels to output-canvas pixels.
 

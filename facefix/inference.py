@@ -1,17 +1,16 @@
-"""Small helpers shared by PyTorch-based components: device choice, batched runs, and the
+"""Small helpers shared by PyTorch-based components: device choice, and the
 one parser implementation every segmentation network uses (:class:`SegmentationParser`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
 
-import cv2
 import numpy as np
 import torch
 
 from facefix.components import Normalization, weights_key
 from facefix.errors import ComponentError
+from facefix.parsing import label_faces
 
 
 def select_device(name: str = "auto") -> str:
@@ -21,33 +20,6 @@ def select_device(name: str = "auto") -> str:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ComponentError("--device cuda was asked for, but PyTorch sees no CUDA GPU (use --device cpu or auto)")
     return name
-
-
-def resize_batch(images: np.ndarray, size: int, interpolation: int) -> np.ndarray:
-    """Resize a ``(N, H, W[, C])`` batch to ``size`` x ``size``."""
-    if images.shape[1] == size and images.shape[2] == size:
-        return images
-    return np.stack([cv2.resize(image, (size, size), interpolation=interpolation) for image in images])
-
-
-def in_batches(run, batch: np.ndarray, size: int) -> np.ndarray:
-    """``run`` over ``batch`` in slices of ``size`` (0: all at once), the results concatenated."""
-    if size <= 0 or len(batch) <= size:
-        return run(batch)
-    return np.concatenate([run(batch[index:index + size]) for index in range(0, len(batch), size)])
-
-
-def label_faces(faces: np.ndarray, labels: Callable[[np.ndarray], np.ndarray], parser: Any) -> np.ndarray:
-    """What every backend of a segmentation parser does around its network: ``(N, S, S, 3)``
-    faces resized to ``parser.network_size`` and normalised, labelled by ``labels`` in
-    batches of ``parser.batch_size``, mapped through ``parser.label_map`` and brought back
-    to ``S`` (nearest neighbour: labels are categorical)."""
-    size = faces.shape[1]
-    batch = parser.normalization.to_network(resize_batch(faces, parser.network_size, cv2.INTER_LINEAR))
-    found = in_batches(labels, batch, parser.batch_size).astype(np.uint8, copy=False)
-    if parser.label_map is not None:
-        found = parser.label_map[found]
-    return resize_batch(found, size, cv2.INTER_NEAREST)
 
 
 class LabelsOnly(torch.nn.Module):
@@ -71,11 +43,14 @@ class SegmentationParser:
     network's size, normalised, labelled, mapped to CelebAMask-HQ classes and brought back
     to the faces' size. On a CPU faces go one at a time (batches cost more per face on a
     few cores, and their activations scale the memory); on a GPU, together. ``batch_size``
-    overrides that choice."""
+    overrides that choice. ``size_multiple``: the network is fully convolutional and runs
+    at any multiple of it (faces can then be parsed at the size their paste needs:
+    :func:`paste_parse_size`); None: only at ``network_size``."""
 
     def __init__(self, network: torch.nn.Module, *, network_size: int, normalization: Normalization,
                  device: str = "cpu", label_map: np.ndarray | None = None, output_index: int | None = None,
-                 name: str = "", weights: Path | None = None, batch_size: int | None = None):
+                 name: str = "", weights: Path | None = None, batch_size: int | None = None,
+                 size_multiple: int | None = None):
         self.module = LabelsOnly(network, output_index).eval().to(device)
         self.network_size = network_size
         self.normalization = normalization
@@ -84,18 +59,19 @@ class SegmentationParser:
         self.name = name
         self.weights = weights
         self.batch_size = batch_size or (0 if device.startswith("cuda") else 1)  # 0: all the faces at once
+        self.size_multiple = size_multiple
 
     def labels(self, batch: np.ndarray) -> np.ndarray:
         """``(N, 3, S, S)`` normalised float32 → ``(N, S, S)`` uint8 network classes."""
         with torch.inference_mode():
             return self.module(torch.from_numpy(batch).to(self.device)).cpu().numpy()
 
-    def parse(self, faces: np.ndarray) -> np.ndarray:
-        return label_faces(faces, self.labels, self)
+    def parse(self, faces: np.ndarray, network_input: int | None = None) -> np.ndarray:
+        return label_faces(faces, self.labels, self, network_input)
 
     def export_module(self) -> torch.nn.Module:
         return self.module
 
     def export_key(self) -> str:
         """What an export contains, for the cache: name, and the weights file's path, size, time."""
-        return weights_key(self.name, self.weights, "parser")
+        return weights_key(self.name, self.weights, "parser" if self.size_multiple is None else "parser:free-size")

@@ -8,6 +8,7 @@ provider the session really uses.
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import sys
 import warnings
@@ -45,6 +46,24 @@ def _cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
+_SHARED_ARENA: list[bool] = []  # [registered?] once per process
+
+
+def _share_cpu_arena() -> bool:
+    """Register one CPU arena with onnxruntime's environment for sessions to share (once)."""
+    import onnxruntime
+
+    if not _SHARED_ARENA:
+        try:
+            info = onnxruntime.OrtMemoryInfo("Cpu", onnxruntime.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0,
+                                             onnxruntime.OrtMemType.DEFAULT)
+            onnxruntime.create_and_register_allocator(info, onnxruntime.OrtArenaCfg(0, -1, -1, -1))
+            _SHARED_ARENA.append(True)
+        except Exception:  # an onnxruntime without shared allocators: each session keeps its own
+            _SHARED_ARENA.append(False)
+    return _SHARED_ARENA[0]
+
+
 def create_session(path: Path | str, device: str = "auto") -> tuple[Any, str]:
     """An inference session and the name of the execution provider it really runs on."""
     import onnxruntime
@@ -56,6 +75,14 @@ def create_session(path: Path | str, device: str = "auto") -> tuple[Any, str]:
         providers.insert(0, "CUDAExecutionProvider")
     options = onnxruntime.SessionOptions()
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if "CUDAExecutionProvider" not in providers:
+        # the memory pattern plans one block for the graph's whole peak, and the CPU arena
+        # keeps it: without it GFP-GAN's session holds ~440 MB less at about the same speed;
+        # and one arena for every CPU session of the process (restorer, parser, upsampler)
+        # holds the largest peak among them, not their sum (benchmarks/README.md)
+        options.enable_mem_pattern = False
+        if _share_cpu_arena():
+            options.add_session_config_entry("session.use_env_allocators", "1")
     try:
         with _quiet_onnxruntime():
             session = onnxruntime.InferenceSession(str(path), options, providers=providers)
@@ -76,6 +103,38 @@ class ExportReport:
     opset: int
 
 
+@contextlib.contextmanager
+def weights_apart(temporary: Path, path: Path, separate: bool = True):
+    """Around writing an export to ``temporary`` (later renamed to ``path``): when
+    ``separate``, the finished graph's weights move to a data file beside ``path``.
+
+    onnxruntime loads a model with its weights apart in less memory: GFP-GAN's session
+    holds ~200 MB less and peaks ~220 MB lower while loading (benchmarks/README.md), since
+    the weights are read straight into tensors instead of through one big protobuf. The
+    data file's name is unique to this writer (concurrent exports never share one) and
+    recorded in the graph; it is removed again if the export fails."""
+    data = path.with_name(f"{path.name}.{hashlib.sha256(temporary.name.encode()).hexdigest()[:8]}.data")
+    try:
+        yield
+        if separate:
+            import onnx
+
+            model = onnx.load(str(temporary))
+            onnx.save_model(model, str(temporary), save_as_external_data=True, all_tensors_to_one_file=True,
+                            location=data.name, size_threshold=1024)
+            data.chmod(temporary.stat().st_mode & 0o777)  # as readable as the graph
+    except BaseException:
+        data.unlink(missing_ok=True)
+        raise
+
+
+def remove_export(path: Path) -> None:
+    """Remove an export and the weights files :func:`weights_apart` wrote beside it."""
+    for data in path.parent.glob(f"{glob.escape(path.name)}.*.data"):
+        data.unlink(missing_ok=True)
+    path.unlink(missing_ok=True)
+
+
 def export_restorer(
     restorer: Any,
     path: Path | str,
@@ -84,12 +143,14 @@ def export_restorer(
     dynamic_batch: bool = False,
     fp16: bool = False,
     sample: np.ndarray | None = None,
+    separate_weights: bool = False,
 ) -> ExportReport:
     """Export ``restorer.export_module()`` to ONNX, check it, and compare with PyTorch.
 
     ``sample``: one aligned BGR uint8 face (``input_size`` square) to compare on;
     a deterministic synthetic face-sized image is used when omitted. The file is
-    written atomically.
+    written atomically; ``separate_weights`` puts the weights in a data file beside it
+    (:func:`weights_apart`: what the caches do, to load in less memory).
     """
     import onnx
     import torch
@@ -105,7 +166,7 @@ def export_restorer(
     export_module = module.half() if fp16 else module
     export_input = example.half() if fp16 else example
     try:
-        with atomic_path(path) as temporary:
+        with atomic_path(path) as temporary, weights_apart(temporary, path, separate_weights):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # exporter chatter (legacy-exporter deprecation, tracer warnings)
                 torch.onnx.export(
@@ -194,9 +255,14 @@ class OnnxRestorer:
         return self.normalization.from_network(output.astype(np.float32))
 
 
+#: Bumped when the cached exports change form, so older ones aren't taken for them (2: the
+#: weights in a data file beside the graph).
+CACHE_FORMAT = 2
+
+
 def cached_export_path(restorer: Any, cache_dir: Path) -> Path:
     """Where ``--backend onnx`` keeps the automatic export of ``restorer``."""
-    digest = hashlib.sha256(restorer.export_key().encode()).hexdigest()[:16]
+    digest = hashlib.sha256(f"{restorer.export_key()}:format{CACHE_FORMAT}".encode()).hexdigest()[:16]
     return cache_dir / f"{restorer.name or 'restorer'}-{digest}.onnx"
 
 
@@ -208,7 +274,7 @@ def onnx_backend(restorer: Any, device: str, onnx_path: Path | None, cache_dir: 
         onnx_path = cached_export_path(restorer, cache_dir)
         if not onnx_path.exists():
             print(f"facefix: exporting {restorer.name or 'the restorer'} to ONNX once: {onnx_path}", file=sys.stderr)
-            export_restorer(restorer, onnx_path, dynamic_batch=True)
+            export_restorer(restorer, onnx_path, dynamic_batch=True, separate_weights=True)
     runner = OnnxRestorer(onnx_path, device, restorer.normalization)
     if (runner.input_size, runner.output_size) != (restorer.input_size, restorer.output_size):
         raise ComponentError(
@@ -219,32 +285,49 @@ def onnx_backend(restorer: Any, device: str, onnx_path: Path | None, cache_dir: 
 
 
 def export_parser(parser: Any, path: Path | str, *, opset: int = DEFAULT_OPSET,
-                  sample: np.ndarray | None = None) -> ExportReport:
+                  sample: np.ndarray | None = None, separate_weights: bool = False) -> ExportReport:
     """Export a :class:`~facefix.inference.SegmentationParser`'s network, argmax included (uint8
-    labels out, free batch), and compare with PyTorch: ``max_abs_difference`` is the share
-    of pixels whose label differs on ``sample`` (a synthetic face when omitted)."""
+    labels out, free batch; free height and width when the parser has a ``size_multiple``),
+    and compare with PyTorch: ``max_abs_difference`` is the largest share of pixels whose
+    label differs on ``sample`` (a synthetic face when omitted), at the network's size and,
+    for a free-size export, at the smallest size a paste asks for."""
     import onnx
     import torch
+
+    from facefix.parsing import paste_parse_size
 
     path = Path(path)
     size = parser.network_size
     module = parser.export_module().eval().cpu().float()
     face = _synthetic_face(size) if sample is None else sample
-    example = torch.from_numpy(parser.normalization.to_network(face[None]))
+    free_size = getattr(parser, "size_multiple", None) is not None
+    axes = {0: "batch", 1: "height", 2: "width"} if free_size else {0: "batch"}
+    smallest = paste_parse_size(parser, 0) if free_size else None
+    examples = [face] + ([_area_resized(face, smallest)] if smallest else [])
+    inputs = [torch.from_numpy(parser.normalization.to_network(item[None])) for item in examples]
     with torch.inference_mode():
-        reference = module(example).numpy()
-    with atomic_path(path) as temporary:
+        references = [module(item).numpy() for item in inputs]
+    with atomic_path(path) as temporary, weights_apart(temporary, path, separate_weights):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # exporter chatter
-            torch.onnx.export(module, (example,), str(temporary), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                              opset_version=opset, dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            torch.onnx.export(module, (inputs[0],), str(temporary), input_names=[INPUT_NAME],
+                              output_names=[OUTPUT_NAME], opset_version=opset,
+                              dynamic_axes={INPUT_NAME: {0: "batch", 2: "height", 3: "width"} if free_size
+                                            else {0: "batch"}, OUTPUT_NAME: axes},
                               do_constant_folding=True, dynamo=False)
         onnx.checker.check_model(str(temporary), full_check=True)
         session, provider = create_session(temporary, "cpu")
-        labels = session.run(None, {session.get_inputs()[0].name: example.numpy()})[0]
+        name = session.get_inputs()[0].name
+        differing = max(float(np.mean(session.run(None, {name: item.numpy()})[0] != reference))
+                        for item, reference in zip(inputs, references))
     module.to(parser.device)
-    return ExportReport(path=path, max_abs_difference=float(np.mean(labels != reference)), provider=provider,
-                        opset=opset)
+    return ExportReport(path=path, max_abs_difference=differing, provider=provider, opset=opset)
+
+
+def _area_resized(image: np.ndarray, size: int) -> np.ndarray:
+    import cv2
+
+    return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
 
 
 class OnnxParser:
@@ -260,11 +343,14 @@ class OnnxParser:
         self.label_map = parser.label_map
         self.name = parser.name
         self.batch_size = parser.batch_size if self.provider != "CPUExecutionProvider" else 1
+        free_size = not isinstance(self.session.get_inputs()[0].shape[2], int)
+        self.size_multiple = getattr(parser, "size_multiple", None) if free_size else None
 
-    def parse(self, faces: np.ndarray) -> np.ndarray:
-        from facefix.inference import label_faces
+    def parse(self, faces: np.ndarray, network_input: int | None = None) -> np.ndarray:
+        from facefix.parsing import label_faces
 
-        return label_faces(faces, lambda part: self.session.run(None, {self.input_name: part})[0], self)
+        return label_faces(faces, lambda part: self.session.run(None, {self.input_name: part})[0], self,
+                           network_input if self.size_multiple else None)
 
 
 def onnx_parser(parser: Any, device: str, cache_dir: Path) -> OnnxParser:
@@ -272,9 +358,9 @@ def onnx_parser(parser: Any, device: str, cache_dir: Path) -> OnnxParser:
     path = cached_export_path(parser, cache_dir)
     if not path.exists():
         print(f"facefix: exporting the {parser.name or 'parser'} parser to ONNX once: {path}", file=sys.stderr)
-        report = export_parser(parser, path)
+        report = export_parser(parser, path, separate_weights=True)
         if report.max_abs_difference > 0.01:
-            path.unlink()
+            remove_export(path)
             raise ComponentError(f"the ONNX export of {parser.name} labels {report.max_abs_difference:.1%} of pixels "
                                  "differently from PyTorch")
     return OnnxParser(path, parser, device)

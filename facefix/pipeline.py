@@ -27,6 +27,7 @@ from facefix.components import DetectedFace
 from facefix.errors import FacefixError, InputError
 from facefix.atomic import write_bytes_atomic
 from facefix.image_io import Image, encode_image, from_canvas, read_image, to_canvas
+from facefix.parsing import parse_for_paste
 from facefix.upsamplers import background as enlarged_background
 
 #: Faces whose eyes are closer than this (pixels) can't be aligned meaningfully.
@@ -92,6 +93,7 @@ class AlignedFace:
     affine: np.ndarray  # image → crop
     parsing: np.ndarray | None = None
     restored: np.ndarray | None = None
+    paste_size: float | None = None  # px across once pasted back (None: at the restorer's own size)
 
 
 @dataclass
@@ -245,7 +247,8 @@ class ImageStages:
         faces = []
         for face in chosen:
             affine = alignment.estimate_affine(face.landmarks, size, self.template)
-            faces.append(AlignedFace(crop=alignment.warp_face(bgr, affine, size), affine=affine))
+            faces.append(AlignedFace(crop=alignment.warp_face(bgr, affine, size), affine=affine,
+                                     paste_size=alignment.paste_size(affine, size, self.options.faces.upscale)))
         seconds["align"] += time.perf_counter() - start
         return faces
 
@@ -465,11 +468,15 @@ def restore_faces(restorer: Any, parser: Any | None, faces: list[AlignedFace],
     run = timed or (lambda stage, function, *args: function(*args))
     crops = np.stack([face.crop for face in faces])
     parsing = None
-    if parser is not None:
+    restorer_parses = getattr(restorer, "needs_parsing", False)
+    if parser is not None and restorer_parses:  # the restorer's input: at the size it was trained on
         parsing = run("parse", parser.parse, crops)
+    elif parser is not None:  # only for the paste masks: no finer than each paste needs
+        parsing = run("parse", parse_for_paste, parser, crops, [face.paste_size for face in faces])
+    if parsing is not None:
         for face, labels in zip(faces, parsing):
             face.parsing = labels
-    restorer_parsing = parsing if getattr(restorer, "needs_parsing", False) else None
+    restorer_parsing = parsing if restorer_parses else None
     restored = run("restore", restorer.restore, crops, restorer_parsing)
     expected = (len(faces), restorer.output_size, restorer.output_size, 3)
     if restored.shape != expected or restored.dtype != np.uint8:

@@ -28,7 +28,8 @@ from facefix.alignment import resize_to
 from facefix.atomic import atomic_path
 from facefix.components import weights_key
 from facefix.errors import ComponentError, FacefixError
-from facefix.onnx import DEFAULT_OPSET, INPUT_NAME, OUTPUT_NAME, ExportReport, cached_export_path, create_session
+from facefix.onnx import (DEFAULT_OPSET, INPUT_NAME, OUTPUT_NAME, ExportReport, cached_export_path, create_session,
+                          weights_apart)
 
 
 def tile_spans(length: int, tile: int, overlap: int) -> list[tuple[int, int, int, int]]:
@@ -174,7 +175,8 @@ class OnnxUpsampler(TiledUpsampler):
 
 
 def export_upsampler(upsampler: TorchUpsampler, path: Path | str, *, opset: int = DEFAULT_OPSET,
-                     fp16: bool = False, sample: np.ndarray | None = None) -> ExportReport:
+                     fp16: bool = False, sample: np.ndarray | None = None,
+                     separate_weights: bool = False) -> ExportReport:
     """Export with free batch, height and width; check it and compare with PyTorch on ``sample``
     (a BGR uint8 image; a synthetic 64 px one when omitted) and on a second, odd-sized crop."""
     import onnx
@@ -196,7 +198,7 @@ def export_upsampler(upsampler: TorchUpsampler, path: Path | str, *, opset: int 
         references = [module(torch.from_numpy(example)).float().numpy() for example in examples]
     dtype = torch.float16 if fp16 else torch.float32
     try:
-        with atomic_path(path) as temporary:
+        with atomic_path(path) as temporary, weights_apart(temporary, path, separate_weights):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # exporter chatter
                 torch.onnx.export(
@@ -245,7 +247,7 @@ def _onnx_upsampler(upsampler: TorchUpsampler, device: str, cache_dir: Path) -> 
     path = cached_export_path(upsampler, cache_dir)
     if not path.exists():
         print(f"facefix: exporting {upsampler.name or 'the upsampler'} to ONNX once: {path}", file=sys.stderr)
-        export_upsampler(upsampler, path)
+        export_upsampler(upsampler, path, separate_weights=True)
     return OnnxUpsampler(path, scale=upsampler.scale, tile=upsampler.tile, overlap=upsampler.overlap,
                          multiple=upsampler.multiple, device=device, name=upsampler.name)
 

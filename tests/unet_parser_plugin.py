@@ -49,8 +49,9 @@ class LightUNet(nn.Module):
 def UNetParser(weights: Path) -> SegmentationParser:
     model = LightUNet()
     model.load_state_dict(read_state(weights), strict=True)
+    # two 2x poolings: any multiple of 4 runs
     return SegmentationParser(model, network_size=256, normalization=Normalization(), label_map=LABELS,
-                              name="unet-test", weights=weights)
+                              name="unet-test", weights=weights, size_multiple=4)
 
 
 class SharedUNetPlugin:

@@ -180,7 +180,8 @@ class VideoRestorer:
                 if np.linalg.norm(face.landmarks[1] - face.landmarks[0]) < MIN_EYE_DISTANCE:
                     continue
                 affine = alignment.estimate_affine(face.landmarks, size, getattr(self.restorer, "template", None))
-                faces.append(AlignedFace(crop=alignment.warp_face(frame.pixels, affine, size), affine=affine))
+                faces.append(AlignedFace(crop=alignment.warp_face(frame.pixels, affine, size), affine=affine,
+                                         paste_size=alignment.paste_size(affine, size, options.faces.upscale)))
                 track_ids.add(face.track_id)
             self._add("align", started)
             self._put(out, _Work(frame=frame, faces=faces))

@@ -18,6 +18,10 @@ PARSENET_LABELS = np.arange(19, dtype=np.uint8)
 BISENET_LABELS = np.array([0, 1, 6, 7, 4, 5, 3, 8, 9, 15, 2, 10, 11, 12, 17, 16, 18, 13, 14], np.uint8)
 
 NETWORK_SIZE = 512
+# Both are fully convolutional: ParseNet halves 512 down to 32 px four times, BiSeNet's
+# ResNet-18 has stride 32, so faces can be parsed at any multiple of these.
+PARSENET_SIZE_MULTIPLE = 16
+BISENET_SIZE_MULTIPLE = 32
 
 
 def _load(model, weights: Path, what: str):
@@ -32,7 +36,8 @@ def build_parsenet(context: ComponentContext) -> SegmentationParser:
     model = _load(ParseNet(in_size=NETWORK_SIZE, out_size=NETWORK_SIZE, parsing_ch=19), weights, "ParseNet")
     # ParseNet returns (parsing logits, restored image); facexlib normalises with 0.5/0.5.
     return SegmentationParser(model, network_size=NETWORK_SIZE, normalization=Normalization(), device=context.device,
-                              label_map=PARSENET_LABELS, output_index=0, name="parsenet", weights=weights)
+                              label_map=PARSENET_LABELS, output_index=0, name="parsenet", weights=weights,
+                              size_multiple=PARSENET_SIZE_MULTIPLE)
 
 
 def build_bisenet(context: ComponentContext) -> SegmentationParser:
@@ -44,4 +49,5 @@ def build_bisenet(context: ComponentContext) -> SegmentationParser:
     imagenet = Normalization(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
     # BiSeNet returns (main output, two auxiliary outputs).
     return SegmentationParser(model, network_size=NETWORK_SIZE, normalization=imagenet, device=context.device,
-                              label_map=BISENET_LABELS, output_index=0, name="bisenet", weights=weights)
+                              label_map=BISENET_LABELS, output_index=0, name="bisenet", weights=weights,
+                              size_multiple=BISENET_SIZE_MULTIPLE)

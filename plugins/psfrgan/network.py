@@ -91,9 +91,12 @@ def build_generator(config: Mapping[str, Any]) -> PSFRGenerator:
 
 def parser(network: LoadedNetwork, context: ComponentContext, name: str) -> SegmentationParser:
     """The ``psfrgan`` parser: RGB in [-1, 1] at the network's size, CelebAMask-HQ labels out."""
-    return SegmentationParser(network.module, network_size=int(network.config["in_size"]),
-                              normalization=Normalization(), device=context.device, output_index=0, name=name,
-                              weights=network.path)
+    size = int(network.config["in_size"])
+    # fully convolutional, halving ``in_size`` down to ``min_feat_size``: any multiple of that ratio runs
+    multiple = size // min(size, int(network.config.get("min_feat_size", 32)))
+    return SegmentationParser(network.module, network_size=size, normalization=Normalization(),
+                              device=context.device, output_index=0, name=name, weights=network.path,
+                              size_multiple=multiple)
 
 
 # --------------------------------------------------------------------------- restorer
