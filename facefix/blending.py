@@ -269,17 +269,32 @@ def match_color(
 
 
 def alpha_composite(
-    canvas: np.ndarray, roi: Roi, warped_face: np.ndarray, mask: np.ndarray
+    canvas: np.ndarray, roi: Roi, warped_face: np.ndarray, mask: np.ndarray, *, in_place: bool = False
 ) -> np.ndarray:
-    """Return a copy of ``canvas`` with ``mask * face + (1 - mask) * canvas`` in ``roi``.
+    """``canvas`` with ``mask * face + (1 - mask) * canvas`` in ``roi``: a copy, or with
+    ``in_place`` (a float32 canvas) ``canvas`` itself, drawn on.
 
     ``warped_face`` and ``mask`` are ROI-sized (``mask`` 2-D or with one channel).
-    The input canvas is never modified. Where ``mask == 0`` the result is bit-identical
-    to the canvas (``0 * face + 1 * canvas`` is exact in floating point).
+    Where ``mask == 0`` the result is bit-identical to the canvas (``0 * face + 1 * canvas``
+    is exact in floating point). In place, pasting a face costs its ROI, not a copy of a
+    canvas that may hold 100+ MB at ``--upscale 2``.
     """
-    out = np.array(canvas, dtype=np.float32, copy=True)
+    if in_place and canvas.dtype == np.float32:
+        out = canvas
+    else:
+        out = np.array(canvas, dtype=np.float32, copy=True)
     if roi_is_empty(roi):
         return out
+    y0, y1, x0, x1 = roi
+    alpha = np.asarray(mask, dtype=np.float32)
+    if alpha.ndim == 2 and out.ndim == 3:
+        alpha = alpha[:, :, None]
+    face = np.asarray(warped_face, dtype=np.float32)
+    if face.ndim == 2 and out.ndim == 3:
+        face = face[:, :, None]
+    region = out[y0:y1, x0:x1]
+    region[...] = alpha * face + (1.0 - alpha) * region
+    return out
     y0, y1, x0, x1 = roi
     alpha = np.asarray(mask, dtype=np.float32)
     if alpha.ndim == 2 and out.ndim == 3:

@@ -127,7 +127,9 @@ class Blender(Protocol):
         face pixel coordinates to canvas coordinates. ``parsing``: ``S x S``
         CelebAMask-HQ labels of the face, or None. ``upscale``: output / input scale
         of the whole image (masks are sized by it). Pixels outside the face's
-        footprint must be returned unchanged.
+        footprint must be returned unchanged. The canvas is the pipeline's own, one per
+        image: a blender may draw on it in place and return it (the built-in ones do, so
+        that pasting a face costs its footprint, not a copy of the whole output).
         """
 
 

@@ -201,6 +201,10 @@ def write_image(path: Path | str, pixels: np.ndarray, jpeg_quality: int = 95) ->
     write_bytes_atomic(path, encode_image(pixels, path.suffix, jpeg_quality))
 
 
+#: Rows of the float canvas converted back at a time (:func:`from_canvas`).
+CANVAS_BAND_ROWS = 256
+
+
 def to_canvas(pixels: np.ndarray) -> np.ndarray:
     """The float32 ``H x W x 3`` canvas blenders draw on, in the image's own value range."""
     if pixels.ndim == 2:
@@ -211,7 +215,13 @@ def to_canvas(pixels: np.ndarray) -> np.ndarray:
 def from_canvas(canvas: np.ndarray, like: np.ndarray, alpha: np.ndarray | None = None) -> np.ndarray:
     """Back to the layout and depth of ``like`` (gray stays gray; alpha is re-attached)."""
     info = np.iinfo(like.dtype)
-    pixels = np.clip(np.rint(canvas), info.min, info.max).astype(like.dtype)
+    pixels = np.empty(canvas.shape, like.dtype)
+    # in bands of rows: rounding and clipping a whole 4K float canvas at once would hold two
+    # more float copies of it (~240 MB) for a moment
+    for top in range(0, canvas.shape[0], CANVAS_BAND_ROWS):
+        band = np.rint(canvas[top:top + CANVAS_BAND_ROWS])
+        np.clip(band, info.min, info.max, out=band)
+        pixels[top:top + CANVAS_BAND_ROWS] = band
     if like.ndim == 2:
         gray = cv2.cvtColor(pixels, cv2.COLOR_BGR2GRAY)
         return gray

@@ -98,9 +98,9 @@ def test_unmodified_face_round_trips(scene, name):
     canvas, face, inverse = scene
     blender = build(name)
     assert isinstance(blender, Blender)
-    before = canvas.copy()
-    out = blender.blend(canvas, face, inverse, skin_parsing(), 1.0)
-    np.testing.assert_array_equal(canvas, before)  # the input is not modified
+    drawn = canvas.copy()
+    out = blender.blend(drawn, face, inverse, skin_parsing(), 1.0)
+    assert out is drawn  # drawn on the pipeline's canvas in place, not on a copy of it
     assert out.shape == canvas.shape and out.dtype == np.float32
     assert psnr(out, canvas) >= 40.0
     y0, y1, x0, x1 = blending.footprint_roi(FACE, inverse, canvas.shape)
@@ -115,7 +115,7 @@ def test_constant_face_fills_the_footprint_centre(scene, name):
     colour = np.array([30.0, 200.0, 90.0], np.float32)
     face = np.broadcast_to(colour, (FACE, FACE, 3)).astype(np.float32)
     parsing = np.ones((FACE, FACE), np.uint8)
-    out = build(name).blend(canvas, face, inverse, parsing, 1.0)
+    out = build(name).blend(canvas.copy(), face, inverse, parsing, 1.0)
     cy, cx = centre_of(inverse)
     centre = out[cy - 5 : cy + 6, cx - 5 : cx + 6]
     if name == "poisson":
@@ -136,12 +136,12 @@ def test_upscale_two(scene):
     inverse2 = inverse * 2.0
     inverse2[:, 2] += 0.5
     face = align(big, cv2.invertAffineTransform(inverse2))
-    out = build("soft").blend(big, face, inverse2, None, 2.0)
+    out = build("soft").blend(big.copy(), face, inverse2, None, 2.0)
     assert psnr(out, big) >= 40.0
     far = far_mask(big.shape, inverse2)
     np.testing.assert_array_equal(out[far], big[far])
     # The face aligned from the 1x canvas pasted into the 2x canvas lines up as well.
-    out1 = build("soft").blend(big, scene[1], inverse2, None, 2.0)
+    out1 = build("soft").blend(big.copy(), scene[1], inverse2, None, 2.0)
     assert psnr(out1, big) >= 35.0
     # First erosion is int(2 * upscale): at the same geometry, upscale 2 eats more rim.
     roi1, mask1 = blending.soft_square_mask(FACE, inverse2, big.shape, 1.0)
@@ -173,7 +173,7 @@ def test_warp_is_limited_to_the_footprint(scene):
     away[:, 2] += 10_000
     roi, warped = blending.warp_face_to_canvas(face, away, canvas_shape)
     assert blending.roi_is_empty(roi) and warped.size == 0
-    out = build("soft").blend(scene[0], face, away, None, 1.0)
+    out = build("soft").blend(scene[0].copy(), face, away, None, 1.0)
     np.testing.assert_array_equal(out, scene[0])
 
 
@@ -224,13 +224,13 @@ def test_parse_blender_uses_the_parsing_map(scene):
     assert build("soft").needs_parsing is False and build("poisson").needs_parsing is False
     flat = np.full((FACE, FACE, 3), 250.0, np.float32)
     hair = np.full((FACE, FACE), 13, np.uint8)
-    np.testing.assert_array_equal(blender.blend(canvas, flat, inverse, hair, 1.0), canvas)
+    np.testing.assert_array_equal(blender.blend(canvas.copy(), flat, inverse, hair, 1.0), canvas)
     skin = np.ones((256, 256), np.uint8)  # lower-resolution map
-    out = blender.blend(canvas, flat, inverse, skin, 1.0)
+    out = blender.blend(canvas.copy(), flat, inverse, skin, 1.0)
     cy, cx = centre_of(inverse)
     np.testing.assert_allclose(out[cy, cx], [250.0, 250.0, 250.0], atol=0.5)
     with pytest.raises(ComponentError, match="--parser"):
-        blender.blend(canvas, face, inverse, None, 1.0)
+        blender.blend(canvas.copy(), face, inverse, None, 1.0)
 
 
 # --- poisson -----------------------------------------------------------------------
@@ -239,7 +239,7 @@ def test_parse_blender_uses_the_parsing_map(scene):
 def test_poisson_pastes_a_different_face(scene):
     canvas, face, inverse = scene
     other = np.ascontiguousarray(face[::-1, ::-1]) * 0.7 + 40.0  # a clearly different face
-    out = build("poisson").blend(canvas, other, inverse, None, 1.0)
+    out = build("poisson").blend(canvas.copy(), other, inverse, None, 1.0)
     assert np.isfinite(out).all()
     cy, cx = centre_of(inverse)
     inside = (slice(cy - 60, cy + 60), slice(cx - 60, cx + 60))
@@ -253,12 +253,12 @@ def test_poisson_degenerate_faces_do_not_crash(scene):
     canvas, face, _ = scene
     blender = build("poisson")
     tiny = np.array([[3 / FACE, 0, 100], [0, 3 / FACE, 100]], np.float64)
-    out = blender.blend(canvas, face, tiny, None, 1.0)
+    out = blender.blend(canvas.copy(), face, tiny, None, 1.0)
     assert np.isfinite(out).all()
     np.testing.assert_array_equal(out[:90], canvas[:90])
     # Half off the canvas edge.
     edge = np.array([[200 / FACE, 0, -100], [0, 200 / FACE, 300]], np.float64)
-    out = blender.blend(canvas, face, edge, None, 1.0)
+    out = blender.blend(canvas.copy(), face, edge, None, 1.0)
     assert np.isfinite(out).all() and out.shape == canvas.shape
 
 
@@ -271,12 +271,12 @@ def test_sixteen_bit_canvas(scene, name):
     canvas = canvas8 * 257.0
     face = face8 * 257.0
     blender = build(name)
-    out = blender.blend(canvas, face, inverse, None, 1.0)
+    out = blender.blend(canvas.copy(), face, inverse, None, 1.0)
     assert psnr(out, canvas, peak=65535.0) >= 40.0
     far = far_mask(canvas.shape, inverse)
     np.testing.assert_array_equal(out[far], canvas[far])
     other = np.ascontiguousarray(face[::-1]) * 0.8 + 3000.0
-    out = blender.blend(canvas, other, inverse, None, 1.0)
+    out = blender.blend(canvas.copy(), other, inverse, None, 1.0)
     assert np.isfinite(out).all() and out.min() >= 0.0 and out.max() <= 65535.0
     cy, cx = centre_of(inverse)
     assert np.abs(out - canvas)[cy - 40 : cy + 40, cx - 40 : cx + 40].mean() > 257.0
@@ -349,7 +349,7 @@ def test_register_blenders_hook(scene):
         assert spec.description == "half-strength soft paste"
         blender = spec.build(ComponentContext())
         flat = np.zeros((FACE, FACE, 3), np.float32)
-        out = blender.blend(canvas, flat, inverse, None, 1.0)
+        out = blender.blend(canvas.copy(), flat, inverse, None, 1.0)
         cy, cx = centre_of(inverse)
         np.testing.assert_allclose(out[cy, cx], canvas[cy, cx] * 0.5, atol=0.5)
         # The built-ins are still there, registered by the blenders plugin.
@@ -358,3 +358,16 @@ def test_register_blenders_hook(scene):
         pm.unregister(name="inline-blender-test")
     with pytest.raises(ComponentError):
         get_component("blender", "inline-test")
+
+
+def test_alpha_composite_draws_in_place_only_when_asked(scene):
+    canvas, face, inverse = scene
+    roi, warped = blending.warp_face_to_canvas(face, inverse, canvas.shape)
+    _, mask = blending.soft_square_mask(face.shape[:2], inverse, canvas.shape, 1.0)
+    before = canvas.copy()
+    copied = blending.alpha_composite(canvas, roi, warped, mask)
+    np.testing.assert_array_equal(canvas, before)  # a copy by default: the input is kept
+    drawn = blending.alpha_composite(canvas, roi, warped, mask, in_place=True)
+    assert drawn is canvas
+    np.testing.assert_array_equal(drawn, copied)  # the same pixels either way
+    assert not np.array_equal(drawn, before)

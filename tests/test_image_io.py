@@ -108,3 +108,18 @@ def test_find_images_recursive_and_relative_paths(tmp_path):
     deep = [str(rel) for _, rel in find_images([tmp_path], recursive=True)]
     assert flat == ["a.png"]
     assert deep == ["a.png", str(Path("sub/b.jpg"))]
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_from_canvas_rounds_and_clips_in_bands_as_it_would_at_once(dtype):
+    import facefix.image_io as image_io
+
+    top = float(np.iinfo(dtype).max)
+    rows = image_io.CANVAS_BAND_ROWS * 2 + 37  # two full bands and a partial one
+    canvas = np.random.default_rng(3).uniform(-20.0, top + 20.0, (rows, 33, 3)).astype(np.float32)
+    canvas[5, 5] = [0.5, 1.5, top - 0.5]  # halves round to even, as np.rint does
+    before = canvas.copy()
+    pixels = from_canvas(canvas, like=np.zeros((rows, 33, 3), dtype))
+    assert pixels.dtype == dtype
+    np.testing.assert_array_equal(pixels, np.clip(np.rint(before), 0, top).astype(dtype))
+    np.testing.assert_array_equal(canvas, before)  # the canvas is read, not changed

@@ -315,7 +315,7 @@ def test_the_documented_example_plugin_works(tmp_path):
     canvas = np.full((300, 300, 3), 100.0, np.float32)
     face = np.full((128, 128, 3), 200.0, np.float32)
     inverse = np.array([[1.0, 0, 80], [0, 1.0, 90]])
-    out = blender.blend(canvas, face, inverse, None, 1.0)
+    out = blender.blend(canvas.copy(), face, inverse, None, 1.0)
     assert np.array_equal(out[:50], canvas[:50])  # far from the face: untouched
     centre = out[90 + 64, 80 + 64]
     assert centre[2] > centre[0] and not np.allclose(centre, 100.0)  # tinted: red above blue

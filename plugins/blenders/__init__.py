@@ -67,7 +67,7 @@ class _SquareMaskBlender:
         canvas = np.asarray(image, dtype=np.float32)
         roi, warped = _warp_face(face, inverse_affine, canvas.shape)
         if roi_is_empty(roi):
-            return canvas.copy()
+            return canvas
         mask_roi, soft = soft_square_mask(face.shape[:2], inverse_affine, canvas.shape, upscale)
         assert mask_roi == roi  # both come from footprint_roi with the same border
         return self.paste(canvas, roi, warped, soft, face, inverse_affine, parsing)
@@ -82,7 +82,7 @@ class SoftBlender(_SquareMaskBlender):
     name = "soft"
 
     def paste(self, canvas, roi, warped, soft, face, inverse_affine, parsing) -> np.ndarray:
-        return alpha_composite(canvas, roi, warped, soft)
+        return alpha_composite(canvas, roi, warped, soft, in_place=True)
 
 
 class ParseBlender(_SquareMaskBlender):
@@ -97,7 +97,7 @@ class ParseBlender(_SquareMaskBlender):
         # CodeFormer's rule: the parse mask may only narrow the square's feathered edge,
         # never widen it past the aligned crop.
         mask = np.minimum(soft, np.clip(warped_mask, 0.0, 1.0))
-        return alpha_composite(canvas, roi, warped, mask)
+        return alpha_composite(canvas, roi, warped, mask, in_place=True)
 
 
 class PoissonBlender(_SquareMaskBlender):
@@ -118,11 +118,11 @@ class PoissonBlender(_SquareMaskBlender):
     def paste(self, canvas, roi, warped, soft, face, inverse_affine, parsing) -> np.ndarray:
         binary = cv2.erode((soft > 0.5).astype(np.uint8), np.ones((3, 3), np.uint8))
         if int(binary.sum()) < MIN_POISSON_PIXELS:
-            return alpha_composite(canvas, roi, warped, soft)
+            return alpha_composite(canvas, roi, warped, soft, in_place=True)
         y0, y1, x0, x1 = roi
         dst = canvas[y0:y1, x0:x1]
         cloned = _poisson_clone(warped, dst, binary)
-        return alpha_composite(canvas, roi, cloned, soft)
+        return alpha_composite(canvas, roi, cloned, soft, in_place=True)
 
 
 def _poisson_clone(src: np.ndarray, dst: np.ndarray, binary: np.ndarray) -> np.ndarray:
