@@ -1,11 +1,11 @@
-"""How a restorer runs: PyTorch eager, torch.compile, or onnxruntime; and in what precision.
+"""How a restorer runs: PyTorch eager, compiled ahead of time, or onnxruntime; and in what precision.
 
-``auto`` picks the fastest path measured for the device (benchmarks/README.md): on a
-CPU that is onnxruntime in fp32 (0.58x eager for GFP-GAN v1.4, full precision, one
-export per weights file, cached); on a GPU, PyTorch. torch.compile with bf16 is faster
-still on CPUs with AVX512-BF16, but costs 90+ s of compilation in every process and
-rounds to bf16, so it is offered (``--backend compile --precision bf16``) for long
-jobs, not chosen by default.
+``auto`` picks the fastest exact path measured for the device (benchmarks/README.md): on
+a CPU that is onnxruntime in fp32 (one export per weights file, cached); on a GPU,
+PyTorch. ``--backend compile`` compiles the network with AOTInductor once per weights
+file and precision and caches the package (:mod:`facefix.compiled`), so later processes
+don't pay the compilation again; with ``--precision bf16`` it is faster still on CPUs
+with AVX512-BF16 or AMX, but rounds to bf16, so it is offered, not chosen by default.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from facefix.compiled import compiled_restorer
 from facefix.errors import FacefixError
 from facefix.restorers import TorchRestorer
 
@@ -66,6 +67,13 @@ def apply_backend(
         if device == "cpu" and precision == "bf16" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
             raise FacefixError("this CPU has no bf16 support (AVX512-BF16 or AMX): use --precision fp32")
         restorer.dtype = PRECISIONS[precision]
+    if backend == "compile" and exportable:
+        try:
+            compiled = compiled_restorer(restorer, cache_dir.with_name("compiled"), precision,
+                                         PRECISIONS[precision], device)
+            return compiled, f"AOTInductor {precision}"
+        except FacefixError as error:
+            warn(f"facefix: {error}; compiling in this process with torch.compile instead")
     if backend == "compile":
         restorer.module = torch.compile(restorer.module)
     return restorer, f"torch{' compiled' if backend == 'compile' else ''} {precision}"

@@ -44,8 +44,10 @@ SELECTION_OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
                                   "conditioning."),
     "backend": _option("--backend", type=click.Choice(["auto", "torch", "compile", "onnx"]), default="auto",
                             show_default=True,
-                            help="How the restorer, the parser and the background upsampler run: auto = the fastest measured for "
-                                 "the device (onnxruntime on CPU, exported on first use and cached; PyTorch on GPU)."),
+                            help="How the restorer, the parser and the background upsampler run: auto = the fastest exact "
+                                 "path for the device (onnxruntime on CPU, exported on first use and cached; PyTorch on "
+                                 "GPU); compile = the restorer compiled once with AOTInductor and cached (with "
+                                 "--precision bf16: 2.7x faster on a CPU with bf16, within 3 levels)."),
     "precision": _option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32",
                               show_default=True, help="Arithmetic precision for the torch and compile backends."),
     "onnx": _option("--onnx", type=click.Path(dir_okay=False, exists=True, path_type=Path),
