@@ -19,7 +19,8 @@ MobileNet-0.25 from ../shared/weights. Settings as GFPGAN's ``inference_gfpgan.p
 ``--upscale 2``, no background upsampler, faces pasted with ParseNet masks; GFPGANer's
 detector is switched to MobileNet-0.25 to match. Each side runs in its own process
 (peak RSS is that process's own), the two alternated; then facefix's defaults (soft
-paste, no parser). Reported: wall time of the restore loop, per-stage seconds, peak RSS.
+paste, no parser). Reported: wall time of the restore loop, per-stage seconds, peak RSS,
+and detection's cost per megapixel of input.
 facefix's one-time ONNX exports happen in an unmeasured warm-up run first.
 """
 
@@ -134,13 +135,14 @@ def run(python: str, script: str, *args: str) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def summary(label: str, runs: list[dict]) -> str:
+def summary(label: str, runs: list[dict], megapixels: float) -> str:
     wall = [item["wall"] for item in runs]
+    detect = statistics.median(item["stages"].get("detect", 0.0) for item in runs) / megapixels
     stages = {stage: statistics.median(item["stages"].get(stage, 0.0) for item in runs) for stage in runs[0]["stages"]}
     stage_text = ", ".join(f"{stage} {value:.1f}" for stage, value in stages.items() if value >= 0.05)
     peaks = [item["peak_mib"] for item in runs]
     return (f"| {label} | {statistics.median(wall):.1f} ({min(wall):.1f}–{max(wall):.1f}) | {runs[0]['faces']} | "
-            f"{min(peaks):.0f}–{max(peaks):.0f} | {stage_text} |")
+            f"{min(peaks):.0f}–{max(peaks):.0f} | {detect:.3f} | {stage_text} |")
 
 
 def main() -> None:
@@ -150,6 +152,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
     photos = ",".join(str(args.shared / "photos" / name) for name in PHOTOS)
+    from PIL import Image
+
+    megapixels = 0.0
+    for name in PHOTOS:
+        with Image.open(args.shared / "photos" / name) as image:
+            megapixels += image.width * image.height / 1e6
     with tempfile.TemporaryDirectory(prefix="vs-gfpgan-") as folder:
         root = Path(folder)
         weights = root / "weights"
@@ -174,11 +182,12 @@ def main() -> None:
                 print(f"# {label} run {repeat + 1}: {results[label][-1]['wall']:.1f} s", file=sys.stderr, flush=True)
     print(f"# {platform.machine()}, {os.cpu_count()} CPUs; {len(PHOTOS)} photos of ../shared/photos; "
           f"{args.repeats} alternated runs each; --upscale 2")
-    print("| run | wall s, median (range) | faces | peak RSS MiB | stages, median s |")
-    print("|---|---:|---:|---:|---|")
-    print(summary("GFPGAN 1.3.8 `GFPGANer.enhance` (ParseNet paste)", results["reference"]))
-    print(summary("facefix restore, matched (`--blender parse --parser parsenet`)", results["parse"]))
-    print(summary("facefix restore, defaults (soft paste)", results["soft"]))
+    print(f"# {megapixels:.2f} megapixels in all")
+    print("| run | wall s, median (range) | faces | peak RSS MiB | detect s / MP | stages, median s |")
+    print("|---|---:|---:|---:|---:|---|")
+    print(summary("GFPGAN 1.3.8 `GFPGANer.enhance` (ParseNet paste)", results["reference"], megapixels))
+    print(summary("facefix restore, matched (`--blender parse --parser parsenet`)", results["parse"], megapixels))
+    print(summary("facefix restore, defaults (soft paste)", results["soft"], megapixels))
 
 
 if __name__ == "__main__":
