@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import pickle
 import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -33,6 +34,24 @@ DATA_PARALLEL_PREFIX = "module."
 _UNSAFE = re.compile(r"GLOBAL (\S+) (?:was not an allowed global|whose module)|(\S+) must be \S+ to load")
 
 
+def _check_inflation(path: Path) -> None:
+    """Refuse a zip whose members inflate far past the file's own size (a zip bomb): torch
+    stores tensors uncompressed, so a real weights file unpacks to about its size."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            declared = sum(member.file_size for member in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return  # the legacy format, or a damaged file: torch.load says what is wrong
+    size = path.stat().st_size
+    if declared > 2 * size + INFLATION_ALLOWANCE:
+        raise WeightsError(f"{path}: refused to load: its {size / 2**20:.1f} MiB unpack to "
+                           f"{declared / 2**20:.0f} MiB (a PyTorch file stores its tensors uncompressed)")
+
+
+#: What a weights zip may declare beyond twice its own size (pickles and small records compress).
+INFLATION_ALLOWANCE = 16 * 2**20
+
+
 def read_state(path: Path | str, *, mmap: bool = False) -> dict:
     """Load a PyTorch weights file safely (``weights_only``): zip or legacy format.
 
@@ -43,6 +62,7 @@ def read_state(path: Path | str, *, mmap: bool = False) -> dict:
     if not path.is_file():
         reason = "not a file" if path.exists() else "no such file"
         raise WeightsError(f"{path}: not a readable PyTorch weights file ({reason})")
+    _check_inflation(path)
     try:
         try:
             data = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)

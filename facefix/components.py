@@ -15,6 +15,8 @@ from typing import Any, Callable, Mapping, Protocol, runtime_checkable
 
 import numpy as np
 
+from facefix.errors import ComponentError
+
 KINDS = ("detector", "parser", "restorer", "blender", "upsampler")
 #: Kinds a weights entry's ``component`` may name: the pipeline's, plus ``loss`` for
 #: training-only networks (VGG for perceptual losses, ArcFace for the identity loss) and
@@ -76,7 +78,11 @@ class Normalization:
         return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
 
     def from_network(self, output: np.ndarray) -> np.ndarray:
-        """``(N, 3, H, W)`` float network output → ``(N, H, W, 3)`` BGR uint8."""
+        """``(N, 3, H, W)`` float network output → ``(N, H, W, 3)`` BGR uint8; a non-finite
+        output is an error (cast to uint8 it would be pasted as a black face)."""
+        if not np.isfinite(output).all():
+            raise ComponentError("the network's output is not finite (NaN or inf): its weights or precision "
+                                 "are broken for this input")
         x = output.transpose(0, 2, 3, 1) * np.asarray(self.std, np.float32)
         x = x + np.asarray(self.mean, np.float32)
         if self.channel_order == "RGB":

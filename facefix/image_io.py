@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import cv2
 import numpy as np
@@ -22,6 +23,10 @@ from facefix.sources import is_uri, list_uri, read_source
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 DEFAULT_MAX_PIXELS = 150_000_000  # ~12k x 12k: well past any camera, short of a decompression bomb
+
+# facefix enforces --max-pixels from the header itself; PIL's own bomb guard would refuse
+# (and warn about) sizes the user allowed
+PILImage.MAX_IMAGE_PIXELS = None
 
 _PIL_FORMAT_TO_EXT = {"JPEG": "jpg", "PNG": "png", "BMP": "bmp", "TIFF": "tif", "WEBP": "webp", "MPO": "jpg"}
 
@@ -110,6 +115,7 @@ def _probe(path: Path, data: bytes, max_pixels: int) -> tuple[str, int, int | No
         with PILImage.open(io.BytesIO(data)) as probe:
             width, height = probe.size
             pil_format = probe.format or ""
+            frames = int(getattr(probe, "n_frames", 1) or 1)
             try:
                 orientation = int(probe.getexif().get(0x0112, 1) or 1)
             except Exception:  # malformed EXIF must not make a good image unreadable
@@ -122,6 +128,9 @@ def _probe(path: Path, data: bytes, max_pixels: int) -> tuple[str, int, int | No
         raise InputError(path, "not an image file (unrecognised format)") from None
     except Exception as error:
         raise InputError(path, f"unreadable image header ({error})") from None
+    if frames > 1 and pil_format != "MPO":  # MPO: a phone's JPEG with a depth map or preview after it
+        raise InputError(path, f"holds {frames} frames (an animation or a multi-page file): facefix restores "
+                               "still images; split it into frames first (or use `facefix video`)")
     if width * height > max_pixels:
         raise InputError(
             path,
@@ -249,12 +258,19 @@ def image_format(path: Path | str) -> str | None:
     return _PIL_FORMAT_TO_EXT.get(pil_format, suffix or "png")
 
 
-def find_images(paths: list[Path | str], recursive: bool) -> list[tuple[Path | str, Path]]:
+def _inside_any(file: Path, folders: list[Path]) -> bool:
+    resolved = file.resolve().parent
+    return any(resolved == folder or folder in resolved.parents for folder in folders)
+
+
+def find_images(paths: list[Path | str], recursive: bool,
+                exclude: Sequence[Path] = ()) -> list[tuple[Path | str, Path]]:
     """Expand inputs into ``(file, relative output path)`` pairs, sorted and unique.
 
     Files given directly are kept whatever their extension (a wrong one is reported
-    when read); folders contribute the files with image extensions. URIs (``s3://...``)
-    are listed through fsspec.
+    when read); folders contribute the files with image extensions, except those under
+    ``exclude`` (the run's own output folder, when it lies inside an input). URIs
+    (``s3://...``) are listed through fsspec.
     """
     found: dict[Path | str, Path] = {}
     for root in paths:
@@ -263,8 +279,13 @@ def find_images(paths: list[Path | str], recursive: bool) -> list[tuple[Path | s
                 found.setdefault(uri, relative)
         elif root.is_dir():
             pattern = "**/*" if recursive else "*"
+            # an output folder below the input is left out; one that is the input itself can't
+            # be (its inputs are there too), and the overwrite check guards it
+            excluded = [Path(folder).resolve() for folder in exclude if Path(folder).resolve() != root.resolve()]
             for file in sorted(root.glob(pattern)):
-                if file.is_file() and file.suffix.lower() in IMAGE_EXTENSIONS and not file.name.startswith("."):
+                # FIFOs and devices with an image's name are kept, to be refused in one line each
+                if (file.suffix.lower() in IMAGE_EXTENSIONS and not file.name.startswith(".") and not file.is_dir()
+                        and not _inside_any(file, excluded)):
                     found.setdefault(file.resolve(), file.relative_to(root))
         else:
             found.setdefault(root.resolve(), Path(root.name))

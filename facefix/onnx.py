@@ -197,6 +197,11 @@ def _synthetic_face(size: int) -> np.ndarray:
     return (np.clip(image, 0, 1) * 255).astype(np.uint8)
 
 
+#: The largest face a restorer may declare (CFGPFSSR's 1024 px output, and room above it):
+#: past it a file's declared shape is taken for what it is, a request for an allocation.
+MAX_FACE_SIZE = 4096
+
+
 class OnnxRestorer:
     """The restorer contract on top of an onnxruntime session.
 
@@ -220,6 +225,9 @@ class OnnxRestorer:
         if not isinstance(shape[2], int) or shape[2] != shape[3] or shape[1] != 3:
             raise ComponentError(f"{self.path}: expected a fixed square (N, 3, S, S) input, got {shape}")
         self.input_size = int(shape[2])
+        if not 8 <= self.input_size <= MAX_FACE_SIZE:  # a crafted file could ask for any allocation
+            raise ComponentError(f"{self.path}: declares a {self.input_size} px input; a face restorer takes "
+                                 f"8 to {MAX_FACE_SIZE} px")
         # on a CPU faces go one at a time: batches are no faster per face on a few cores, and
         # onnxruntime's arena keeps the peak of the largest batch (GFP-GAN at 4: ~3 GB more)
         self.face_by_face = isinstance(shape[0], int) or self.provider == "CPUExecutionProvider"
@@ -240,6 +248,9 @@ class OnnxRestorer:
         else:  # symbolic output size: find it by running once
             probe = np.zeros((1, 3, self.input_size, self.input_size), self.input_dtype)
             self.output_size = int(self._run(probe).shape[2])
+        if not 8 <= self.output_size <= MAX_FACE_SIZE:
+            raise ComponentError(f"{self.path}: declares a {self.output_size} px output; a face restorer gives "
+                                 f"8 to {MAX_FACE_SIZE} px")
         self.normalization = normalization
 
     def _run(self, batch: np.ndarray) -> np.ndarray:

@@ -35,6 +35,8 @@ MIN_EYE_DISTANCE = 5.0
 #: Images larger than this (longer side) are detected on a downscaled copy; faces
 #: in such images are large, and full-resolution detection costs seconds on a CPU.
 DETECTION_MAX_SIDE = 2048
+#: ... but never shorter than this on its short side (strips of 100000 x 8 px exist).
+DETECTION_MIN_SIDE = 16
 #: Outputs are written at least this good, and as good as a JPEG input was.
 DEFAULT_JPEG_QUALITY = 95
 
@@ -139,11 +141,18 @@ def select_faces(faces: list[DetectedFace], image_shape: tuple[int, ...], option
 
 
 def detect(detector: Any, image: np.ndarray) -> list[DetectedFace]:
-    """Run the detector, on a downscaled copy when the image is very large."""
-    longest = max(image.shape[:2])
+    """Run the detector, on a downscaled copy when the image is very large (never so small
+    that its short side drops below :data:`DETECTION_MIN_SIDE`; an image that narrow holds
+    no face to restore, and has none)."""
+    height, width = image.shape[:2]
+    if min(height, width) < DETECTION_MIN_SIDE:
+        return []
+    longest = max(height, width)
     if longest <= DETECTION_MAX_SIDE:
         return detector.detect(image)
-    scale = DETECTION_MAX_SIDE / longest
+    scale = max(DETECTION_MAX_SIDE / longest, DETECTION_MIN_SIDE / min(height, width))
+    if scale >= 1.0:
+        return detector.detect(image)
     small = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     faces = detector.detect(small)
     return [
@@ -164,6 +173,27 @@ def output_path(options: PipelineOptions, out_dir: Path, relative: Path, image_f
     return out_dir / relative.parent / f"{relative.stem}{options.suffix}.{ext}"
 
 
+def check_output_pixels(source: Path | str, shape: tuple[int, ...], upscale: float, max_pixels: int) -> None:
+    """``--max-pixels`` bounds the output too: ``--upscale 16`` on a large photo would need a
+    canvas of many GB before anything is written."""
+    height, width = round(shape[0] * upscale), round(shape[1] * upscale)
+    if upscale > 1 and width * height > max_pixels:
+        raise InputError(source, f"the output would be {width}x{height} = {width * height} pixels at --upscale "
+                                 f"{upscale:g}, over the limit of {max_pixels} (raise it with --max-pixels)")
+
+
+def output_is_complete(path: Path) -> bool:
+    """Whether ``--skip-existing`` may count ``path`` as done: a file that decodes to its end
+    (an empty or cut-off file, from a killed run or a full disk, is written again)."""
+    if not path.is_file():
+        return False
+    try:
+        read_image(path, max_pixels=1 << 62)  # its size was allowed when it was written
+    except Exception:
+        return False
+    return True
+
+
 @dataclass
 class Plan:
     """What a run will do, decided in input order before any image is decoded."""
@@ -182,16 +212,25 @@ def plan_images(files: list[tuple[Path | str, Path]], out_dir: Path, options: Pi
     """
     from facefix.image_io import image_format
 
+    from facefix.sources import not_a_regular_file
+
     inputs = {Path(path).resolve() for path, _ in files if isinstance(path, Path)}
     claimed: set[Path] = set()
     plan = Plan(tasks=[], skipped=0, errors=[])
+    root = out_dir.resolve()
     for source, relative in files:
-        if options.skip_existing and output_path(options, out_dir, relative,
-                                                 relative.suffix.lstrip(".").lower() or None).exists():
-            plan.skipped += 1
+        special = not_a_regular_file(source)
+        if special:  # read, a FIFO would wait for a writer and a device would never end
+            plan.errors.append(f"{source}: {special}")
             continue
         output = output_path(options, out_dir, relative, image_format(source))
         resolved = output.resolve()
+        if root not in resolved.parents:
+            plan.errors.append(f"{source}: output {output} would lie outside {out_dir}; refused")
+            continue
+        if options.skip_existing and output_is_complete(output):
+            plan.skipped += 1
+            continue
         if resolved in inputs:
             plan.errors.append(f"{source}: output {output} would overwrite an input; choose another folder or --suffix")
             continue
@@ -225,6 +264,7 @@ class ImageStages:
         try:
             start = time.perf_counter()
             image = read_image(task.source, self.options.max_pixels)
+            check_output_pixels(task.source, image.pixels.shape, self.options.faces.upscale, self.options.max_pixels)
             seconds["decode"] += time.perf_counter() - start
             faces = self._faces(image, seconds)
         except Exception as error:

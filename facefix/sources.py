@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path, PurePosixPath
 
 from facefix.errors import InputError
+
 
 def is_uri(text: str | Path) -> bool:
     return isinstance(text, str) and "://" in text
@@ -25,8 +28,30 @@ def _filesystem(uri: str):
         raise InputError(uri, f"can't open this filesystem ({error})") from None
 
 
+_SPECIAL_FILES = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                  (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder"))
+
+
+def not_a_regular_file(source: Path | str) -> str | None:
+    """Why a local input can't be read as a file (a FIFO or a device would block or never
+    end), or None for a regular file, a URI, or a path that doesn't exist (reading says so)."""
+    if is_uri(source):
+        return None
+    try:
+        mode = os.stat(source).st_mode  # follows links: a link to a FIFO is a FIFO
+    except OSError:
+        return None
+    for check, what in _SPECIAL_FILES:
+        if check(mode):
+            return f"not a regular file ({what}); refused"
+    return None if stat.S_ISREG(mode) else "not a regular file; refused"
+
+
 def read_source(source: Path | str) -> bytes:
     """The whole file, or InputError saying why not."""
+    special = not_a_regular_file(source)
+    if special:
+        raise InputError(source, special)
     try:
         if is_uri(source):
             filesystem, path = _filesystem(str(source))

@@ -17,9 +17,12 @@ def fail(message: str) -> NoReturn:
     sys.exit(1)
 
 
-def input_images(inputs: tuple[str, ...], recursive: bool) -> list[tuple[Path | str, Path]]:
+def input_images(inputs: tuple[str, ...], recursive: bool,
+                 output: Path | None = None) -> list[tuple[Path | str, Path]]:
     """The images named by INPUTS (files, folders or URIs) as ``(source, relative output)``
-    pairs; a missing input, or none found, ends the command with one line."""
+    pairs, never from inside ``output`` (an output folder within an input folder would
+    otherwise be restored again by every later ``--recursive`` run); a missing input, or
+    none found, ends the command with one line."""
     from facefix.image_io import find_images
     from facefix.sources import as_source, source_exists
 
@@ -28,12 +31,27 @@ def input_images(inputs: tuple[str, ...], recursive: bool) -> list[tuple[Path | 
         missing = [str(source) for source in sources if not source_exists(source)]
         if missing:
             fail(f"input not found: {', '.join(missing)}")
-        files = find_images(sources, recursive)
+        files = find_images(sources, recursive, exclude=[output] if output is not None else [])
     except FacefixError as error:
         fail(str(error))
     if not files:
         fail(f"no images found in {', '.join(map(str, inputs))}" + ("" if recursive else " (use --recursive for sub-folders)"))
     return files
+
+
+def make_output_folder(output: Path) -> None:
+    """Create OUTPUT before any network loads, so a folder that can't be made costs one line, not minutes."""
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        fail(f"{output}: can't create the output folder ({error.strerror or error})")
+
+
+def _name_suffix(context: click.Context, parameter: click.Parameter, value: str) -> str:
+    """``--suffix`` goes into a file name: a separator would lead elsewhere, even out of OUTPUT."""
+    if any(character in value for character in ("/", "\\", "\0")):
+        raise click.BadParameter(f"{value!r}: a suffix is part of a file name, without '/' or '\\'")
+    return value
 
 
 def image_output_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -43,7 +61,8 @@ def image_output_options(command: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option("--ext", type=click.Choice(["png", "jpg", "webp", "bmp", "tif"]), default=None,
                      help="Output format (default: the input's)."),
-        click.option("--suffix", default="", help="Appended to output file names."),
+        click.option("--suffix", default="", callback=_name_suffix,
+                     help="Appended to output file names (no path separators)."),
         click.option("--skip-existing", is_flag=True, help="Leave inputs whose output already exists."),
         click.option("--recursive", "-r", is_flag=True, help="Descend into sub-folders of input folders."),
         click.option("--max-pixels", type=click.IntRange(min=1), default=150_000_000, show_default=True,

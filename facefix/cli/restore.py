@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 
 import click
 
-from facefix.cli.common import fail, image_output_options, input_images
+from facefix.cli.common import fail, image_output_options, input_images, make_output_folder
 from facefix.cli.options import component_options, engine_options
 from facefix.compose import ComponentSelection
 from facefix.distributed import EngineOptions, require_ray
 from facefix.errors import FacefixError
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 @click.command(name="restore")
@@ -35,7 +40,8 @@ def restore_command(inputs: tuple[str, ...], output: Path, selection: ComponentS
             require_ray()
         except FacefixError as error:
             fail(str(error))
-    files = input_images(inputs, recursive)
+    files = input_images(inputs, recursive, output)
+    make_output_folder(output)
 
     options = PipelineOptions(faces=faces, aligned=aligned, save_faces=save_faces, ext=ext, suffix=suffix,
                               skip_existing=skip_existing, max_pixels=max_pixels, jpeg_quality=jpeg_quality, quiet=quiet)
@@ -50,7 +56,6 @@ def restore_command(inputs: tuple[str, ...], output: Path, selection: ComponentS
         fail(str(error))
     if not quiet:
         click.echo(assembly.describe() + (" (ray engine)" if engine.distributed else ""), err=True)
-    output.mkdir(parents=True, exist_ok=True)
     if engine.distributed:
         from facefix.distributed.images import restore_images
 
@@ -61,7 +66,16 @@ def restore_command(inputs: tuple[str, ...], output: Path, selection: ComponentS
         except FacefixError as error:
             fail(str(error))
     else:
-        summary = pipeline.run(files, output)
+        # Ctrl-C and `kill` (SIGTERM) stop between files' writes alike: an output being written
+        # is removed with its temporary, and the summary says what was written
+        previous = signal.signal(signal.SIGTERM, _interrupt)
+        try:
+            summary = pipeline.run(files, output)
+        except KeyboardInterrupt:
+            click.echo(f"\nError: interrupted; {pipeline.summary.line()}", err=True)
+            sys.exit(130)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
     click.echo(summary.line(), err=True)
     if summary.failed:
         sys.exit(1)

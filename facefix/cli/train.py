@@ -30,6 +30,11 @@ def train_command(card: NetworkCard) -> click.Command:
             sys.exit(1)
         except KeyboardInterrupt:
             sys.exit(130)
+        except click.ClickException:
+            raise
+        except Exception as error:  # a fault of the data or the machine still gets one line
+            click.echo(f"Error: train {name}: {type(error).__name__}: {' '.join(str(error).split())[:300]}", err=True)
+            sys.exit(1)
 
     def run(values: dict[str, Any]) -> None:
         from facefix.inference import select_device

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
-from facefix.cli.common import fail, image_output_options, input_images
+from facefix.cli.common import fail, image_output_options, input_images, make_output_folder
 from facefix.errors import FacefixError
 
 
@@ -48,7 +48,8 @@ def upscale_command(inputs: tuple[str, ...], output: Path, upsampler: str | None
     from facefix.upsamplers import background
     from facefix.weights import WeightsResolver
 
-    files = input_images(inputs, recursive)
+    files = input_images(inputs, recursive, output)
+    make_output_folder(output)
     try:
         torch_device = select_device(device)
         resolver = WeightsResolver(model_dir=model_dir, progress=not quiet)
@@ -68,7 +69,6 @@ def upscale_command(inputs: tuple[str, ...], output: Path, upsampler: str | None
                    f"output x{factor:g}, tiles of {tile or 'the whole image'}", err=True)
     options = PipelineOptions(ext=ext, suffix=suffix, skip_existing=skip_existing, max_pixels=max_pixels,
                               jpeg_quality=jpeg_quality, quiet=quiet)
-    output.mkdir(parents=True, exist_ok=True)
     plan = plan_images(files, output, options)
     summary = Summary(skipped=plan.skipped)
 

@@ -13,6 +13,7 @@ from facefix.cli.options import component_options, engine_options
 from facefix.compose import ComponentSelection
 from facefix.distributed import EngineOptions, require_ray
 from facefix.errors import FacefixError
+from facefix.sources import not_a_regular_file
 from facefix.video.segments import DEFAULT_OVERLAP_FRAMES, DEFAULT_SEGMENT_SECONDS
 from facefix.video.tracking import DEFAULT_BETA, DEFAULT_MIN_CUTOFF
 
@@ -93,6 +94,9 @@ def video_command(source: Path, output: Path | None, selection: ComponentSelecti
             fail(str(error))
     target = output if output is not None else default_output(source)
     try:
+        special = not_a_regular_file(source)
+        if special:  # ffmpeg would wait on a FIFO for ever, and read a device without end
+            raise FacefixError(f"{source}: {special}")
         ffmpeg_exe = find_ffmpeg()
         if target.resolve() == source.resolve():
             raise FacefixError(f"{target}: the output would overwrite the input; choose another -o")

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from facefix.errors import InputError
 from facefix.image_io import IMAGE_EXTENSIONS, read_image
 from facefix.training.degradations import DegradationConfig, degrade_pair, rng_for
 
@@ -29,7 +30,7 @@ for _left, _right in ((4, 5), (6, 7), (8, 9)):
 def list_faces(folder: Path) -> list[Path]:
     files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
     if not files:
-        raise FileNotFoundError(f"{folder}: no images found")
+        raise InputError(folder, "no training images found (.jpg, .png, .webp, ... in it or its sub-folders)")
     return files
 
 

@@ -1,0 +1,298 @@
+"""Hostile inputs from docs/robustness.md, generated here (nothing hostile is committed):
+each gets one line naming the file and the reason, the batch goes on, exit codes are honest."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from conftest import PROJECT, copy_faces, file_digest, shared_path
+from facefix.cli import cli
+
+PHOTO = "facexlib__assets_test2.jpg"
+
+
+def facefix(*args: object, timeout: float = 120) -> subprocess.CompletedProcess:
+    """A real ``facefix`` process: a hang shows up as a timeout instead of a stuck suite."""
+    return subprocess.run([sys.executable, "-m", "facefix", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def restore(*args: object):
+    return CliRunner().invoke(cli, ["restore", *map(str, args), "--restorer", "passthrough", "--quiet"],
+                              catch_exceptions=False)
+
+
+def error_lines(output: str) -> list[str]:
+    return [line for line in output.splitlines() if line.lower().startswith("error")]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs are POSIX")
+def test_a_fifo_among_the_inputs_is_refused_in_one_line_and_the_batch_goes_on(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(shared_path("photos", PHOTO), folder / "photo.jpg")
+    os.mkfifo(folder / "pipe.jpg")
+    started = time.monotonic()
+    result = facefix("restore", folder, tmp_path / "out", "--restorer", "passthrough", "--quiet")
+    assert time.monotonic() - started < 60
+    assert result.returncode == 1
+    lines = error_lines(result.stderr)
+    assert len(lines) == 1 and "pipe.jpg" in lines[0] and "FIFO" in lines[0], result.stderr
+    assert "1 processed, 1 failed" in result.stderr
+    assert (tmp_path / "out" / "photo.jpg").is_file() and not (tmp_path / "out" / "pipe.jpg").exists()
+    # named directly, and a character device
+    result = facefix("restore", folder / "pipe.jpg", "/dev/zero", tmp_path / "out2", "--restorer", "passthrough")
+    assert result.returncode == 1
+    assert any("pipe.jpg" in line and "FIFO" in line for line in error_lines(result.stderr))
+    assert any("/dev/zero" in line and "character device" in line for line in error_lines(result.stderr))
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs are POSIX")
+def test_a_fifo_given_to_video_is_refused_in_one_line(tmp_path):
+    os.mkfifo(tmp_path / "clip.mp4")
+    result = facefix("video", tmp_path / "clip.mp4", "-o", tmp_path / "out.mp4", "--quiet", timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [f"Error: {tmp_path / 'clip.mp4'}: not a regular file (a FIFO); refused"]
+    assert not (tmp_path / "out.mp4").exists()
+
+
+def test_a_suffix_with_a_path_in_it_is_refused_and_nothing_is_written_outside(tmp_path):
+    folder = tmp_path / "deep" / "in"
+    folder.mkdir(parents=True)
+    shutil.copy(shared_path("photos", PHOTO), folder / "photo.jpg")
+    before = sorted(tmp_path.rglob("*"))
+    for suffix in ("/../../X", "\\..\\X", "a/b"):
+        result = restore(folder, tmp_path / "deep" / "out", "--suffix", suffix)
+        assert result.exit_code == 2 and "--suffix" in result.output
+    assert sorted(tmp_path.rglob("*")) == before  # not even the output folder
+    result = restore(folder, tmp_path / "deep" / "out", "--suffix", "..fixed")  # dots alone are a name
+    assert result.exit_code == 0 and (tmp_path / "deep" / "out" / "photo..fixed.jpg").is_file()
+
+
+def test_skip_existing_skips_jpeg_inputs_and_redoes_empty_or_cut_outputs(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(shared_path("photos", PHOTO), folder / "a.jpeg")
+    shutil.copy(shared_path("photos", PHOTO), folder / "b.jpeg")
+    out = tmp_path / "out"
+    assert restore(folder, out).exit_code == 0
+    assert sorted(path.name for path in out.iterdir()) == ["a.jpg", "b.jpg"]
+    stamps = {path.name: path.stat().st_mtime_ns for path in out.iterdir()}
+    again = restore(folder, out, "--skip-existing")
+    assert again.exit_code == 0 and "2 skipped" in again.output
+    assert {path.name: path.stat().st_mtime_ns for path in out.iterdir()} == stamps
+    (out / "a.jpg").write_bytes(b"")  # a 0-byte output, as a full disk leaves
+    whole = (out / "b.jpg").read_bytes()
+    (out / "b.jpg").write_bytes(whole[: len(whole) // 2])  # cut off, as a killed writer leaves
+    third = restore(folder, out, "--skip-existing")
+    assert third.exit_code == 0 and "2 processed" in third.output and "skipped" not in third.output
+    assert (out / "b.jpg").read_bytes() == whole
+
+
+def test_an_output_folder_inside_the_input_is_never_read_back(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(shared_path("photos", PHOTO), folder / "photo.jpg")
+    out = folder / "out"
+    for _ in range(2):
+        result = restore(folder, out, "--recursive")
+        assert result.exit_code == 0 and "1 processed" in result.output
+    assert sorted(str(path.relative_to(out)) for path in out.rglob("*")) == ["photo.jpg"]  # no out/out/...
+
+
+def test_an_output_folder_that_cannot_be_made_is_one_line_before_anything_loads(tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    result = facefix("restore", shared_path("photos", PHOTO), tmp_path / "file" / "out", "--restorer", "gfpgan")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"Error: {tmp_path / 'file' / 'out'}: can't create the output folder (Not a directory)"]
+
+
+def test_training_on_an_empty_folder_is_one_line(tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = facefix("train", "compact", "--data", tmp_path / "empty", "--out", tmp_path / "run", "--quiet")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"Error: {tmp_path / 'empty'}: no training images found (.jpg, .png, .webp, ... in it or its sub-folders)"]
+
+
+def test_a_diverging_resumed_run_leaves_the_good_last_checkpoint_as_it_was(tmp_path):
+    faces = copy_faces(tmp_path / "faces", 6)
+    run = tmp_path / "run"
+    common = ["train", "compact", "--data", str(faces / "images"), "--out", str(run), "--size", "64", "--crop", "0",
+              "--batch-size", "2", "--workers", "0", "--val-every", "0", "--quiet"]
+    good = CliRunner().invoke(cli, [*common, "--iters", "2"], catch_exceptions=False)
+    assert good.exit_code == 0, good.output
+    digest = file_digest(run / "last.pth")
+    bad = CliRunner().invoke(cli, [*common, "--iters", "40", "--lr", "1e12", "--checkpoint-every", "1000",
+                                   "--resume"], catch_exceptions=False)
+    assert bad.exit_code == 1 and "diverged" in bad.output and len(bad.output.strip().splitlines()) == 1
+    assert file_digest(run / "last.pth") == digest
+
+
+def test_an_extreme_strip_is_written_unchanged_without_a_crash(tmp_path):
+    import cv2
+    import numpy as np
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    strip = np.random.default_rng(0).integers(0, 256, (8, 100000, 3), dtype=np.uint8)
+    cv2.imwrite(str(folder / "strip.png"), strip)
+    cv2.imwrite(str(folder / "tall.png"), np.ascontiguousarray(strip[:, :30000].transpose(1, 0, 2)))
+    result = restore(folder, tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert np.array_equal(cv2.imread(str(tmp_path / "out" / "strip.png")), strip)
+
+
+def test_an_onnx_file_declaring_a_huge_input_is_refused_before_anything_is_allocated(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Identity", ["input"], ["output"])], "bomb",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 60000, 60000])],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 3, 60000, 60000])])
+    bomb = tmp_path / "bomb.onnx"
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8  # what every onnxruntime of the last years reads
+    onnx.save(model, str(bomb))
+    assert bomb.stat().st_size < 1000
+    result = facefix("restore", shared_path("photos", PHOTO), tmp_path / "out", "--restorer", "onnx", "--onnx", bomb,
+                     "--quiet")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"Error: {bomb}: declares a 60000 px input; a face restorer takes 8 to 4096 px")
+
+
+def test_a_checkpoint_whose_config_asks_for_huge_layers_is_refused_by_its_layout(tmp_path):
+    import torch
+
+    state = torch.load(PROJECT / "weights" / "facefix_compact_v1.pth", weights_only=True)
+    state["config"] = {**state["config"], "channels": [40000, *state["config"]["channels"][1:]]}
+    crafted = tmp_path / "crafted.pth"
+    torch.save(state, crafted)
+    result = facefix("restore", shared_path("photos", PHOTO), tmp_path / "out", "--restorer", "compact", "--weights",
+                     crafted, "--quiet")
+    assert result.returncode == 1
+    line, = result.stderr.strip().splitlines()
+    assert line.startswith(f"Error: {crafted}: does not fit the compact restorer; keys of another shape")
+
+
+def test_a_zip_bomb_weights_file_is_refused_by_its_declared_size(tmp_path):
+    import zipfile
+
+    bomb = tmp_path / "bomb.pth"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("archive/data.pkl", "w", force_zip64=True) as member:
+            block = bytes(1 << 20)
+            for _ in range(300):  # 300 MiB of zeros, deflated to ~300 KB
+                member.write(block)
+    assert bomb.stat().st_size < 2 << 20
+    result = facefix("restore", shared_path("photos", PHOTO), tmp_path / "out", "--restorer", "compact", "--weights",
+                     bomb, "--quiet")
+    assert result.returncode == 1
+    line, = result.stderr.strip().splitlines()
+    assert line.startswith(f"Error: {bomb}: refused to load: its 0.3 MiB unpack to 300 MiB")
+
+
+def test_animations_and_multi_page_files_are_refused_in_one_line(tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    frames = [Image.new("RGB", (64, 64), (40 * index, 80, 120)) for index in range(3)]
+    frames[0].save(folder / "moving.gif", save_all=True, append_images=frames[1:], duration=100)
+    frames[0].save(folder / "pages.tif", save_all=True, append_images=frames[1:])
+    shutil.copy(shared_path("photos", PHOTO), folder / "photo.jpg")
+    result = restore(folder / "moving.gif", folder / "pages.tif", folder / "photo.jpg", tmp_path / "out")
+    assert result.exit_code == 1
+    lines = error_lines(result.output)
+    assert len(lines) == 2 and all("holds 3 frames" in line for line in lines), result.output
+    assert (tmp_path / "out" / "photo.jpg").is_file()
+
+
+def test_max_pixels_bounds_the_output_and_reaches_past_pils_own_limit(tmp_path):
+    from PIL import Image
+
+    from facefix.image_io import read_image
+
+    # 411 x 512 px: 1 MP under a limit of 10 MP, 54 MP once enlarged 16 times
+    result = restore(shared_path("photos", PHOTO), tmp_path / "out", "--upscale", "16", "--max-pixels", "10000000")
+    assert result.exit_code == 1
+    assert ("the output would be 6576x8192 = 53870592 pixels at --upscale 16, over the limit of 10000000 (raise it "
+            "with --max-pixels)") in result.output
+    assert not list((tmp_path / "out").iterdir())
+    large = tmp_path / "large.png"
+    Image.new("L", (13500, 13500), 128).save(large)  # 182 MP: past PIL's 179 MP bomb guard
+    assert read_image(large, max_pixels=200_000_000).pixels.shape == (13500, 13500)
+
+
+def test_a_network_that_returns_nan_fails_its_image_in_one_line_instead_of_pasting_black(tmp_path):
+    import numpy as np
+    import torch
+
+    from facefix import plugins
+    from facefix.hookspecs import hookimpl
+    from facefix.restorers import TorchRestorer
+
+    class NotANumber(torch.nn.Module):
+        def forward(self, batch):
+            return batch * float("nan")
+
+    class NanPlugin:
+        @hookimpl
+        def register_restorers(self, register):
+            register("nan-test", lambda context: TorchRestorer(NotANumber(), input_size=64, output_size=64))
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("a.png", "b.png"):
+        import cv2
+
+        cv2.imwrite(str(folder / name), np.random.default_rng(0).integers(0, 256, (64, 64, 3), np.uint8))
+    plugins.load_plugins()
+    plugins.pm.register(NanPlugin(), name="nan-test-plugin")
+    try:
+        result = CliRunner().invoke(cli, ["restore", str(folder), str(tmp_path / "out"), "--aligned", "--restorer",
+                                          "nan-test", "--backend", "torch", "--quiet"], catch_exceptions=False)
+    finally:
+        plugins.pm.unregister(name="nan-test-plugin")
+    assert result.exit_code == 1
+    lines = error_lines(result.output)
+    assert len(lines) == 2 and all("not finite (NaN or inf)" in line for line in lines), result.output
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+def test_an_interrupted_restore_prints_its_summary_exits_130_and_leaves_no_temporaries(tmp_path, signal_name):
+    import signal
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for index in range(40):
+        shutil.copy(shared_path("photos", PHOTO), folder / f"photo{index:02d}.jpg")
+    out = tmp_path / "out"
+    process = subprocess.Popen([sys.executable, "-m", "facefix", "restore", str(folder), str(out), "--restorer",
+                                "passthrough", "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (out.is_dir() and any(out.glob("*.jpg"))):
+        time.sleep(0.05)
+    process.send_signal(getattr(signal, signal_name))
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    written = sorted(out.glob("*.jpg"))
+    assert 0 < len(written) < 40
+    import re
+
+    counted = re.search(r"Error: interrupted; (\d+) processed, 0 failed", stderr)
+    assert counted, stderr
+    # the file being finished when the signal came may be written but not yet counted
+    assert int(counted.group(1)) in (len(written), len(written) - 1)
+    assert not [path for path in out.iterdir() if not path.name.endswith(".jpg")]  # no .part files
