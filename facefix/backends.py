@@ -50,7 +50,9 @@ def apply_backend(
             try:
                 runner = onnx_backend(restorer, device, onnx_path, cache_dir)
                 return runner, f"onnxruntime {runner.provider}"
-            except Exception as error:  # auto never fails where PyTorch would work
+            except Exception as error:  # auto never fails where PyTorch would work...
+                if onnx_path is not None:  # ...but a file the user named is theirs to fix
+                    raise FacefixError(f"--onnx {onnx_path}: {' '.join(str(error).split())[:300]}") from None
                 warn(f"facefix: onnxruntime not used ({' '.join(str(error).split())[:200]}); running in PyTorch")
                 backend = "torch"
     if backend == "onnx":

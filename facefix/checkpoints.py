@@ -189,7 +189,9 @@ def build_strict(factory: Callable[[], nn.Module], state: Mapping[str, Any], pat
     for real and load strictly: a file that doesn't fit costs no allocation."""
     try:
         expected = meta_shapes(factory)
-    except (TypeError, ValueError) as error:
-        raise WeightsError(f"{path}: {problem}: bad config ({error})") from None
+    except KeyError as error:  # a stored config without a key the architecture needs
+        raise WeightsError(f"{path}: {problem}: bad config (no {error})") from None
+    except (TypeError, ValueError, AttributeError, AssertionError) as error:  # unknown keys, wrong types
+        raise WeightsError(f"{path}: {problem}: bad config ({' '.join(str(error).split())[:200]})") from None
     _check(expected, state, path, problem, optional)
     return load_into(factory(), state, path, problem, optional=optional)

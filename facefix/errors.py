@@ -24,3 +24,13 @@ class WeightsError(FacefixError):
 
 class ComponentError(FacefixError):
     """A component name is unknown, or a component can't be built or run."""
+
+
+_CONTROL = {code: f"\\x{code:02x}" for code in (*range(32), 127)}
+_CONTROL.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"})
+
+
+def one_line(text: str) -> str:
+    """``text`` with control characters escaped, so that a message stays one line even
+    when it names a file whose name holds a newline."""
+    return text.translate(_CONTROL)

@@ -8,6 +8,12 @@ renamed into place, so an interrupted run never leaves a half-written image.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+import tempfile
+import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -54,6 +60,7 @@ class Image:
     pixels: np.ndarray
     format: str  # file extension to write by default, without the dot
     jpeg_quality: int | None = None  # estimated quality of a JPEG input
+    trailer: bytes = b""  # a motion photo's video, stored after the JPEG's end
 
     @property
     def height(self) -> int:
@@ -112,7 +119,9 @@ def _probe(path: Path, data: bytes, max_pixels: int) -> tuple[str, int, int | No
     import io
 
     try:
-        with PILImage.open(io.BytesIO(data)) as probe:
+        with warnings.catch_warnings(), PILImage.open(io.BytesIO(data)) as probe:
+            # PIL's "corrupt EXIF" and TIFF-tag warnings would be a second line about the file
+            warnings.simplefilter("ignore")
             width, height = probe.size
             pil_format = probe.format or ""
             frames = int(getattr(probe, "n_frames", 1) or 1)
@@ -141,10 +150,51 @@ def _probe(path: Path, data: bytes, max_pixels: int) -> tuple[str, int, int | No
     return ext, orientation, quality
 
 
+def motion_photo_start(data: bytes) -> int | None:
+    """Where a motion photo's video begins after its JPEG (phones append an MP4 after the
+    end-of-image marker: Google's directly, Samsung's behind ``MotionPhoto_Data``), or None."""
+    for marker, before in ((b"MotionPhoto_Data", 0), (b"ftyp", 4)):
+        found = data.find(marker, 2)
+        while found != -1:
+            start = found - before
+            if start >= 2 and data[start - 2:start] == b"\xff\xd9":
+                return start
+            found = data.find(marker, found + 1)
+    return None
+
+
 def _jpeg_is_complete(data: bytes) -> bool:
     # libjpeg decodes a truncated file into a half-grey image with only a warning;
     # a complete JPEG ends with the EOI marker (some writers pad a few bytes after it).
     return b"\xff\xd9" in data[-64:]
+
+
+_STDERR_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _c_stderr_captured():
+    """What C libraries (libpng, libjpeg, libtiff inside OpenCV) print to stderr while the
+    block runs, collected instead of printed: their "libpng warning: iCCP: too short" would
+    be a second, unexplained line about a file that decodes fine. Yields a list that holds
+    the text once the block is done."""
+    said: list[str] = []
+    with _STDERR_LOCK:
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError, AttributeError):  # no real stderr (embedded, pytest capture)
+            yield said
+            return
+        with tempfile.TemporaryFile() as capture:
+            os.dup2(capture.fileno(), 2)
+            try:
+                yield said
+            finally:
+                os.dup2(saved, 2)
+                os.close(saved)
+                capture.seek(0)
+                said.append(capture.read(4096).decode("utf-8", "replace"))
 
 
 def read_image(path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image:
@@ -156,11 +206,17 @@ def read_image(path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image:
     if not data:
         raise InputError(path, "empty file (0 bytes)")
     ext, orientation, quality = _probe(path, data, max_pixels)
+    trailer = b""
+    start = motion_photo_start(data) if ext == "jpg" else None
+    if start is not None:  # the picture ends where the video begins
+        data, trailer = data[:start], data[start:]
     if ext == "jpg" and not _jpeg_is_complete(data):
         raise InputError(path, "truncated JPEG (the end-of-image marker is missing)")
-    pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    with _c_stderr_captured() as said:
+        pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if pixels is None or pixels.size == 0:
-        raise InputError(path, "corrupt or truncated image (the decoder could not read it)")
+        detail = f": {' '.join(said[0].split())[:200]}" if said and said[0].strip() else ""
+        raise InputError(path, f"corrupt or truncated image (the decoder could not read it{detail})")
     if pixels.dtype not in (np.uint8, np.uint16):
         raise InputError(path, f"unsupported pixel type {pixels.dtype} (8- and 16-bit images are supported)")
     if pixels.ndim == 3 and pixels.shape[2] == 1:
@@ -173,7 +229,7 @@ def read_image(path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image:
         pixels = cv2.rotate(pixels, rotate)
     if flip is not None:
         pixels = cv2.flip(pixels, flip)
-    return Image(path=path, pixels=np.ascontiguousarray(pixels), format=ext, jpeg_quality=quality)
+    return Image(path=path, pixels=np.ascontiguousarray(pixels), format=ext, jpeg_quality=quality, trailer=trailer)
 
 
 def _fit_for_format(pixels: np.ndarray, ext: str) -> np.ndarray:

@@ -14,7 +14,7 @@ import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -133,6 +133,23 @@ def remove_export(path: Path) -> None:
     for data in path.parent.glob(f"{glob.escape(path.name)}.*.data"):
         data.unlink(missing_ok=True)
     path.unlink(missing_ok=True)
+
+
+def from_cache(path: Path, export: Callable[[], None], load: Callable[[], Any]) -> Any:
+    """``load()`` the cached export at ``path``, made by ``export()`` if missing. A cached file
+    that no longer loads (damaged, half-deleted, from an onnxruntime that changed) is
+    exported again, once, instead of being skipped on every run."""
+    if not path.exists():
+        export()
+        return load()
+    try:
+        return load()
+    except ComponentError as error:
+        print(f"facefix: the cached export {path} does not load ({' '.join(str(error).split())[:160]}); "
+              "exporting it again", file=sys.stderr)
+        remove_export(path)
+        export()
+        return load()
 
 
 def export_restorer(
@@ -283,10 +300,14 @@ def onnx_backend(restorer: Any, device: str, onnx_path: Path | None, cache_dir: 
         if not hasattr(restorer, "export_module"):
             raise ComponentError("this restorer has no PyTorch module to export; pass --onnx FILE")
         onnx_path = cached_export_path(restorer, cache_dir)
-        if not onnx_path.exists():
+
+        def export() -> None:
             print(f"facefix: exporting {restorer.name or 'the restorer'} to ONNX once: {onnx_path}", file=sys.stderr)
             export_restorer(restorer, onnx_path, dynamic_batch=True, separate_weights=True)
-    runner = OnnxRestorer(onnx_path, device, restorer.normalization)
+
+        runner = from_cache(onnx_path, export, lambda: OnnxRestorer(onnx_path, device, restorer.normalization))
+    else:
+        runner = OnnxRestorer(onnx_path, device, restorer.normalization)
     if (runner.input_size, runner.output_size) != (restorer.input_size, restorer.output_size):
         raise ComponentError(
             f"{onnx_path}: model maps {runner.input_size}→{runner.output_size} px, "
@@ -367,11 +388,13 @@ class OnnxParser:
 def onnx_parser(parser: Any, device: str, cache_dir: Path) -> OnnxParser:
     """Run ``parser`` through onnxruntime from a cached export (one per weights file)."""
     path = cached_export_path(parser, cache_dir)
-    if not path.exists():
+
+    def export() -> None:
         print(f"facefix: exporting the {parser.name or 'parser'} parser to ONNX once: {path}", file=sys.stderr)
         report = export_parser(parser, path, separate_weights=True)
         if report.max_abs_difference > 0.01:
             remove_export(path)
             raise ComponentError(f"the ONNX export of {parser.name} labels {report.max_abs_difference:.1%} of pixels "
                                  "differently from PyTorch")
-    return OnnxParser(path, parser, device)
+
+    return from_cache(path, export, lambda: OnnxParser(path, parser, device))

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from facefix import alignment
 from facefix.blending import match_color
 from facefix.components import DetectedFace
-from facefix.errors import FacefixError, InputError
+from facefix.errors import FacefixError, InputError, one_line
 from facefix.atomic import write_bytes_atomic
 from facefix.image_io import Image, encode_image, from_canvas, read_image, to_canvas
 from facefix.parsing import parse_for_paste
@@ -317,12 +317,25 @@ class ImageStages:
             quality = self.options.jpeg_quality or max(DEFAULT_JPEG_QUALITY, job.image.jpeg_quality or 0)
             data = encode_image(pixels, ext, quality)
             seconds["encode"] += time.perf_counter() - start
+            if job.image.trailer:
+                self._motion_photo_note(job, ext)
+                if ext in ("jpg", "jpeg"):
+                    data += job.image.trailer  # where it was: after the picture's end marker
             write_bytes_atomic(job.task.output, data)
             if self.options.save_faces:
                 self._save_faces(job)
         except Exception as error:
             return f"{job.task.source}: {error_text(error)}"
         return None
+
+    def _motion_photo_note(self, job: ImageJob, ext: str) -> None:
+        if self.options.quiet:
+            return
+        size = len(job.image.trailer) / 1024
+        kept = ("is kept after the restored picture" if ext in ("jpg", "jpeg")
+                else f"is not kept: a .{ext} output can't hold it")
+        tqdm.write(one_line(f"facefix: {job.task.source}: a motion photo: its video ({size:.0f} KiB) {kept}"),
+                   file=sys.stderr)
 
     def _save_faces(self, job: ImageJob) -> None:
         root = job.task.output.parent
@@ -470,7 +483,7 @@ def check_components(restorer: Any, blender: Any | None, detector: Any | None, p
 def _fail(summary: Summary, message: str, report: Callable[[str], None]) -> None:
     summary.failed += 1
     summary.errors.append(message)
-    report(f"error: {message}")
+    report(f"error: {one_line(message)}")
 
 
 def start_summary(summary: Summary, plan: Plan, report: Callable[[str], None], progress: tqdm) -> None:

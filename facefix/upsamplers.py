@@ -29,7 +29,7 @@ from facefix.atomic import atomic_path
 from facefix.components import weights_key
 from facefix.errors import ComponentError, FacefixError
 from facefix.onnx import (DEFAULT_OPSET, INPUT_NAME, OUTPUT_NAME, ExportReport, cached_export_path, create_session,
-                          weights_apart)
+                          from_cache, weights_apart)
 
 
 def tile_spans(length: int, tile: int, overlap: int) -> list[tuple[int, int, int, int]]:
@@ -245,11 +245,14 @@ def upsampler_backend(upsampler: Any, backend: str, device: str, cache_dir: Path
 
 def _onnx_upsampler(upsampler: TorchUpsampler, device: str, cache_dir: Path) -> OnnxUpsampler:
     path = cached_export_path(upsampler, cache_dir)
-    if not path.exists():
+
+    def export() -> None:
         print(f"facefix: exporting {upsampler.name or 'the upsampler'} to ONNX once: {path}", file=sys.stderr)
         export_upsampler(upsampler, path, separate_weights=True)
-    return OnnxUpsampler(path, scale=upsampler.scale, tile=upsampler.tile, overlap=upsampler.overlap,
-                         multiple=upsampler.multiple, device=device, name=upsampler.name)
+
+    return from_cache(path, export, lambda: OnnxUpsampler(path, scale=upsampler.scale, tile=upsampler.tile,
+                                                          overlap=upsampler.overlap, multiple=upsampler.multiple,
+                                                          device=device, name=upsampler.name))
 
 
 def background(pixels: np.ndarray, width: int, height: int, upsampler: Any | None) -> np.ndarray:

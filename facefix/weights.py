@@ -18,13 +18,14 @@ import importlib.resources
 import json
 import os
 import sys
+import time
 import urllib.error
 import urllib.request
 from functools import lru_cache
 from pathlib import Path
 
 from facefix import plugins
-from facefix.atomic import atomic_path
+from facefix.atomic import atomic_path, remove_stale_temporaries, write_bytes_atomic
 from facefix.components import WeightsEntry
 from facefix.errors import WeightsError
 
@@ -97,6 +98,16 @@ def offline_from_env() -> bool:
     return os.environ.get("FACEFIX_OFFLINE", "").strip().lower() in _TRUE
 
 
+#: A download's whole time limit (s), and its minimum average rate (bytes/s) once it has
+#: run for the grace period: 350 MB at the minimum rate is over an hour, within the limit.
+DOWNLOAD_DEADLINE = 4 * 3600.0
+DOWNLOAD_GRACE = 30.0
+DOWNLOAD_MIN_RATE = 32 * 1024.0
+
+#: Where the cache records the digests of the files it verified (by size and mtime).
+VERIFIED_RECORD = ".verified.json"
+
+
 def sha256_file(path: Path | str) -> str:
     """Hex sha256 of a file, read in 1 MiB chunks."""
     digest = hashlib.sha256()
@@ -135,6 +146,9 @@ class WeightsResolver:
         self.allow_download = allow_download and not self.offline
         self.progress = progress
         self.timeout = timeout
+        self.deadline = DOWNLOAD_DEADLINE
+        self.grace = DOWNLOAD_GRACE
+        self.min_rate = DOWNLOAD_MIN_RATE
 
     @staticmethod
     def _entry(name_or_entry: str | WeightsEntry) -> WeightsEntry:
@@ -189,6 +203,7 @@ class WeightsResolver:
         entry = self._entry(name_or_entry)
         local = self.find_local(entry)
         if local is not None:
+            self.check_pinned(entry, local)
             return local
         if self.allow_download and entry.urls:
             try:
@@ -198,12 +213,44 @@ class WeightsResolver:
                 raise WeightsError(self.missing_message(entry, reason)) from None
         raise WeightsError(self.missing_message(entry))
 
+    def check_pinned(self, entry: WeightsEntry, path: Path) -> None:
+        """A pinned file in facefix's cache or its own folder must still be the file that
+        was verified: a changed or damaged one is an error, not silently used. The digest is
+        computed once per size and modification time (``VERIFIED_RECORD`` in the cache)."""
+        if entry.sha256 is None or path.parent not in (self.cache_dir, bundled_dir()):
+            return  # --model-dir holds the user's own files, under whatever names they like
+        if self.verified_digest(path) != entry.sha256:
+            raise WeightsError(f"{path}: not the pinned {entry.name} file (its SHA-256 differs: changed or damaged); "
+                               f"fetch it again with `facefix weights download {entry.name} --force`")
+
+    def verified_digest(self, path: Path) -> str:
+        """``path``'s SHA-256, from the record while its size and modification time are unchanged."""
+        record_path = self.cache_dir / VERIFIED_RECORD
+        try:
+            record = json.loads(record_path.read_text())
+        except (OSError, ValueError):
+            record = {}
+        stat = path.stat()
+        key, stamp = str(path.resolve()), [stat.st_size, stat.st_mtime_ns]
+        known = record.get(key)
+        if isinstance(known, dict) and known.get("stamp") == stamp and isinstance(known.get("sha256"), str):
+            return known["sha256"]
+        digest = sha256_file(path)
+        record[key] = {"stamp": stamp, "sha256": digest}
+        try:
+            write_bytes_atomic(record_path, (json.dumps(record, indent=1) + "\n").encode())
+        except OSError:  # a read-only cache: verified again next time
+            pass
+        return digest
+
     def download(self, name_or_entry: str | WeightsEntry, force: bool = False) -> Path:
-        """Download into the cache, verified; URLs are tried in order. Returns the path."""
+        """Download into the cache, verified; URLs are tried in order. Returns the path. A
+        cached copy is kept unless ``force``, or unless it is no longer the pinned file."""
         entry = self._entry(name_or_entry)
         target = self.cache_dir / entry.filename
         if target.is_file() and not force:
-            return target
+            if entry.sha256 is None or self.verified_digest(target) == entry.sha256:
+                return target
         if not self.allow_download:
             raise WeightsError(f"{entry.filename}: downloading is disabled (FACEFIX_OFFLINE is set or downloads are off)")
         if not entry.urls:
@@ -229,10 +276,21 @@ class WeightsResolver:
         # download goes to a temporary beside it, renamed only once verified. Any failure,
         # Ctrl-C included, leaves no temporary behind.
         try:
+            remove_stale_temporaries(target.parent)  # what a killed download left
             with atomic_path(target) as temp:
                 self._fetch(entry, url, temp)
         except OSError as error:  # the cache folder is read-only or full (network errors are _DownloadFailed)
             raise WeightsError(f"{target}: cannot write to the weights cache ({error.strerror or error})") from None
+
+    def _check_pace(self, received: int, elapsed: float) -> None:
+        """A download has a deadline and, after a grace period, a minimum average rate: a
+        server sending a byte every few seconds never trips a read timeout."""
+        if elapsed > self.deadline:
+            raise _DownloadFailed(f"too slow: {format_size(received)} in {elapsed:.0f} s, over the "
+                                  f"{self.deadline:.0f} s limit")
+        if elapsed > self.grace and received / elapsed < self.min_rate:
+            raise _DownloadFailed(f"too slow: {received / elapsed:.0f} B/s on average after {elapsed:.0f} s "
+                                  f"(at least {self.min_rate:.0f} B/s is needed)")
 
     def _fetch(self, entry: WeightsEntry, url: str, temp: Path) -> None:
         """Stream ``url`` into ``temp`` and check its length and digest."""
@@ -244,10 +302,11 @@ class WeightsResolver:
                 response = urllib.request.urlopen(request, timeout=self.timeout)
             except urllib.error.HTTPError as error:
                 error.close()
-                raise _DownloadFailed(f"HTTP {error.code} {error.reason}") from None
+                # one line: urllib's reason for a redirect loop runs over three
+                raise _DownloadFailed(f"HTTP {error.code} {' '.join(str(error.reason).split())}") from None
             except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as error:
                 reason = getattr(error, "reason", error)
-                raise _DownloadFailed(str(reason)) from None
+                raise _DownloadFailed(" ".join(str(reason).split())) from None
             with response:
                 length = response.headers.get("Content-Length")
                 expected_length = int(length) if length and length.isdigit() else entry.size
@@ -262,16 +321,23 @@ class WeightsResolver:
                     disable=not self.progress,
                     file=sys.stderr,
                 ) as bar:
+                    started = time.monotonic()
                     try:
-                        while chunk := response.read(CHUNK):
+                        # read1: whatever has arrived, so a server trickling bytes is timed
+                        # between reads instead of filling a 1 MiB read at its own pace
+                        while chunk := response.read1(CHUNK):
                             out.write(chunk)
                             digest.update(chunk)
                             received += len(chunk)
                             bar.update(len(chunk))
+                            self._check_pace(received, time.monotonic() - started)
                     except (OSError, http.client.HTTPException) as error:  # timeouts, dropped connections
                         raise _DownloadFailed(f"{type(error).__name__}: {error}") from None
                 if length and length.isdigit() and received != int(length):
                     raise _DownloadFailed(f"truncated: got {received} of {length} bytes")
+                if expected_length is None and entry.sha256 is None:
+                    raise _DownloadFailed("the server sent no length and no digest is pinned, so a cut-off file "
+                                          "can't be told from a whole one; put the file in --model-dir yourself")
         actual = digest.hexdigest()
         if entry.sha256 is not None and actual != entry.sha256:
             raise _DownloadFailed(f"sha256 mismatch: expected {entry.sha256}, got {actual} (file deleted)")

@@ -296,3 +296,291 @@ def test_an_interrupted_restore_prints_its_summary_exits_130_and_leaves_no_tempo
     # the file being finished when the signal came may be written but not yet counted
     assert int(counted.group(1)) in (len(written), len(written) - 1)
     assert not [path for path in out.iterdir() if not path.name.endswith(".jpg")]  # no .part files
+
+
+def test_temporaries_a_killed_run_left_are_removed_by_the_next_and_a_live_runs_are_kept(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a pid that was facefix's and is gone
+    out = tmp_path / "out"
+    (out / "sub").mkdir(parents=True)
+    stale = [out / f".photo.jpg.{dead.pid}-k1ll3d.part", out / "sub" / f".other.png.{dead.pid}-abcdef.part"]
+    live = out / f".photo.jpg.{os.getpid()}-w0rk1n.part"  # this process is alive: a concurrent run's
+    foreign = out / ".notes.txt.part"  # not facefix's naming
+    for path in (*stale, live, foreign):
+        path.write_bytes(b"half")
+    result = facefix("restore", shared_path("photos", PHOTO), out, "--restorer", "passthrough")
+    assert result.returncode == 0, result.stderr
+    assert f"removed 2 temporary file(s) an interrupted run left in {out}" in result.stderr
+    assert not any(path.exists() for path in stale) and live.exists() and foreign.exists()
+
+
+def test_training_skips_a_bad_image_with_a_warning_and_a_corrupt_resume_is_one_line(tmp_path):
+    faces = copy_faces(tmp_path / "faces", 4)
+    (faces / "images" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    run = tmp_path / "run"
+    common = ["train", "compact", "--data", faces / "images", "--out", run, "--size", "64", "--crop", "0",
+              "--batch-size", "2", "--val-every", "0", "--quiet"]
+    result = facefix(*common, "--iters", "3", "--workers", "2", timeout=300)
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "skipping a training image" in line]
+    assert warnings and all("broken.png" in line for line in warnings) and "Traceback" not in result.stderr
+    assert (run / "final.pth").is_file()
+    (run / "last.pth").write_bytes(b"")
+    resumed = facefix(*common, "--iters", "4", "--workers", "0", "--resume", timeout=300)
+    assert resumed.returncode == 1
+    line, = resumed.stderr.strip().splitlines()
+    assert line.startswith(f"Error: {run / 'last.pth'}: not a readable PyTorch weights file")
+
+
+def test_training_the_parser_without_its_masks_is_one_line(tmp_path):
+    faces = copy_faces(tmp_path / "faces", 2)
+    shutil.rmtree(faces / "masks")
+    (faces / "masks").mkdir()
+    result = facefix("train", "psfrgan-parse", "--data", faces / "images", "--masks", faces / "masks", "--out",
+                     tmp_path / "run", "--iters", "1", "--batch-size", "1", "--workers", "0", "--val-every", "0",
+                     "--quiet", timeout=300)
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error")]
+    assert len(errors) == 1 and "Traceback" not in result.stderr
+    assert "none of the training images could be read" in errors[0] or "no parsing mask" in errors[0]
+
+
+def _ffmpeg_reporting(folder: Path, version: str, real: str) -> Path:
+    """An ``ffmpeg`` for PATH that says it is ``version`` and runs ``real`` for everything else."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fake = folder / "ffmpeg"
+    fake.write_text(f'#!/bin/sh\nif [ "$1" = "-version" ]; then echo "ffmpeg version {version} Copyright"; exit 0; fi\n'
+                    f'exec "{real}" "$@"\n')
+    fake.chmod(0o755)
+    return fake
+
+
+def test_an_ffmpeg_older_than_6_on_path_gives_way_to_the_bundled_one_or_says_why(tmp_path, monkeypatch):
+    import facefix.video.ffmpeg as ffmpeg_module
+
+    bundled = ffmpeg_module._bundled_ffmpeg()
+    if bundled is None:
+        pytest.skip("imageio-ffmpeg's binary is not installed")
+    old = _ffmpeg_reporting(tmp_path / "bin", "5.1.9-0+deb12u1", bundled)
+    monkeypatch.setenv("PATH", f"{old.parent}{os.pathsep}{os.environ['PATH']}")
+    ffmpeg_module._VERSIONS.clear()
+    assert ffmpeg_module.ffmpeg_version(str(old)) == (5, 1, 9)
+    assert ffmpeg_module.find_ffmpeg() == bundled  # 5.1 can't write a rotation: the bundled one runs
+    recent = _ffmpeg_reporting(tmp_path / "bin7", "7.1.1", bundled)
+    monkeypatch.setenv("PATH", f"{recent.parent}{os.pathsep}{os.environ['PATH']}")
+    assert ffmpeg_module.find_ffmpeg() == str(recent)  # a recent one on PATH is the user's choice
+    # only the old one: a rotated video is refused in one line, before any network loads
+    monkeypatch.setenv("PATH", f"{old.parent}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setattr(ffmpeg_module, "_bundled_ffmpeg", lambda: None)
+    rotated = tmp_path / "rotated.mp4"
+    subprocess.run([bundled, "-v", "error", "-f", "lavfi", "-i", "testsrc=size=64x48:rate=10:duration=0.3",
+                    "-c:v", "libx264", "-pix_fmt", "yuv420p", str(tmp_path / "plain.mp4")], check=True)
+    subprocess.run([bundled, "-v", "error", "-display_rotation", "90", "-i", str(tmp_path / "plain.mp4"), "-c", "copy",
+                    str(rotated)], check=True)
+    result = CliRunner().invoke(cli, ["video", str(rotated), "-o", str(tmp_path / "out.mp4"), "--quiet",
+                                      "--restorer", "passthrough"])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        f"Error: {rotated}: keeping this video's rotation needs ffmpeg 6 or later; {old} is 5.1.9 (pip install "
+        "imageio-ffmpeg brings a recent one)"]
+
+
+def test_a_truncated_faststart_mp4_is_reported_not_restored_in_part(tmp_path):
+    import facefix.video.ffmpeg as ffmpeg_module
+
+    exe = ffmpeg_module.find_ffmpeg()
+    whole = tmp_path / "whole.mp4"
+    subprocess.run([exe, "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30:duration=2", "-c:v",
+                    "libx264", "-pix_fmt", "yuv420p", "-movflags", "+faststart", str(whole)], check=True)
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 8])  # the header whole, most frames gone
+    result = CliRunner().invoke(cli, ["video", str(cut), "-o", str(tmp_path / "out.mp4"), "--quiet",
+                                      "--restorer", "passthrough"])
+    assert result.exit_code == 1
+    line, = result.output.strip().splitlines()
+    assert line.startswith(f"Error: {cut}: truncated: the container says 2.00 s, but its video stops at")
+    assert not (tmp_path / "out.mp4").exists()
+    whole_run = CliRunner().invoke(cli, ["video", str(whole), "-o", str(tmp_path / "ok.mp4"), "--quiet",
+                                         "--restorer", "passthrough"])
+    assert whole_run.exit_code == 0, whole_run.output
+
+
+def test_a_damaged_cached_export_is_exported_again_and_a_named_onnx_that_fails_is_an_error(tmp_path, capsys):
+    import torch
+
+    from facefix.backends import apply_backend, parser_backend
+    from facefix.errors import FacefixError
+    from facefix.onnx import OnnxParser
+    from facefix.restorers import TorchRestorer
+    from unet_parser_plugin import UNetParser
+
+    weights = shared_path("weights", "parsing_unet_lightweight.pth")
+    parser_backend(UNetParser(weights), "auto", "cpu", tmp_path)
+    graph, = tmp_path.glob("*.onnx")
+    graph.write_bytes(b"damaged")
+    capsys.readouterr()
+    runner, how = parser_backend(UNetParser(weights), "auto", "cpu", tmp_path)
+    assert isinstance(runner, OnnxParser) and how == "onnxruntime"  # not a fallback to PyTorch
+    assert f"the cached export {graph} does not load" in capsys.readouterr().err
+    assert graph.stat().st_size > 1000
+    broken = tmp_path / "mine.onnx"
+    broken.write_bytes(b"not a model")
+    restorer = TorchRestorer(torch.nn.Identity(), input_size=32, output_size=32, name="identity")
+    with pytest.raises(FacefixError, match=f"--onnx {broken}: .*onnxruntime cannot load this model"):
+        apply_backend(restorer, "auto", "fp32", "cpu", broken, tmp_path)
+
+
+def test_a_file_name_with_a_newline_keeps_its_error_on_one_line(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "bad\nname.jpg").write_bytes(b"not an image at all")
+    shutil.copy(shared_path("photos", PHOTO), folder / "photo.jpg")
+    result = restore(folder, tmp_path / "out")
+    assert result.exit_code == 1
+    lines = error_lines(result.output)
+    assert len(lines) == 1 and "bad\\nname.jpg" in lines[0], result.output
+    assert "1 processed, 1 failed" in result.output
+
+
+@pytest.mark.parametrize("layout", ["google", "samsung"])
+def test_a_motion_photo_is_restored_with_its_video_kept_after_the_picture(tmp_path, layout):
+    import facefix.video.ffmpeg as ffmpeg_module
+
+    exe = ffmpeg_module.find_ffmpeg()
+    clip = tmp_path / "clip.mp4"
+    subprocess.run([exe, "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10:duration=0.5", "-c:v",
+                    "libx264", "-pix_fmt", "yuv420p", str(clip)], check=True)
+    video = (b"MotionPhoto_Data" if layout == "samsung" else b"") + clip.read_bytes()
+    folder = tmp_path / "in"
+    folder.mkdir()
+    picture = shared_path("photos", PHOTO).read_bytes()
+    (folder / "motion.jpg").write_bytes(picture + video)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["restore", str(folder), str(out), "--restorer", "passthrough"])
+    assert result.exit_code == 0, result.output
+    assert f"{folder / 'motion.jpg'}: a motion photo: its video" in result.output
+    assert "is kept after the restored picture" in result.output
+    written = (out / "motion.jpg").read_bytes()
+    assert written.endswith(video)
+    from facefix.image_io import read_image
+
+    again = read_image(out / "motion.jpg")  # the output reads as a motion photo too
+    assert again.trailer == video and again.pixels.shape[:2] == (512, 411)
+
+
+def test_decoder_warnings_from_c_libraries_do_not_leak_a_second_line(tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.new("RGB", (64, 64), (100, 50, 20)).save(folder / "icc.png", icc_profile=b"not a profile" * 10)
+    result = facefix("restore", folder, tmp_path / "out", "--restorer", "passthrough", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert "libpng" not in result.stderr and "warning" not in result.stderr.lower(), result.stderr
+    assert (tmp_path / "out" / "icc.png").is_file()
+    (folder / "broken.png").write_bytes((folder / "icc.png").read_bytes()[:120])  # cut inside the profile
+    result = facefix("restore", folder / "broken.png", tmp_path / "out2", "--restorer", "passthrough", "--quiet")
+    assert result.returncode == 1
+    assert len(result.stderr.strip().splitlines()) == 2  # its error line and the summary
+
+
+def test_a_full_disk_while_encoding_a_video_is_named_as_such(tmp_path):
+    import facefix.video.ffmpeg as ffmpeg_module
+
+    exe = ffmpeg_module.find_ffmpeg()
+    clip = tmp_path / "clip.mp4"
+    subprocess.run([exe, "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30:duration=2", "-c:v",
+                    "libx264", "-pix_fmt", "yuv420p", str(clip)], check=True)
+    small = tmp_path / "small"
+    small.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=40k", "tmpfs", str(small)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip("a small filesystem can't be mounted here (needs root)")
+    try:
+        result = CliRunner().invoke(cli, ["video", str(clip), "-o", str(small / "out.mp4"), "--quiet",
+                                          "--restorer", "passthrough"])
+        assert result.exit_code == 1
+        line, = result.output.strip().splitlines()
+        assert line.startswith(f"Error: {small / 'out.mp4'}: encoding failed") and "No space left on device" in line
+        assert not list(small.iterdir())  # no half-written video, no temporary
+    finally:
+        subprocess.run(["umount", str(small)], capture_output=True)
+
+
+def _ffmpeg_children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            command = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and b"ffmpeg" in command:
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir() or shutil.which("setpriv") is None,
+                    reason="needs Linux's /proc and util-linux's setpriv")
+def test_a_killed_video_run_takes_its_ffmpeg_processes_with_it(tmp_path):
+    import signal
+
+    import facefix.video.ffmpeg as ffmpeg_module
+
+    exe = ffmpeg_module.find_ffmpeg()
+    clip = tmp_path / "long.mp4"
+    subprocess.run([exe, "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=640x480:rate=30:duration=30", "-c:v",
+                    "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(clip)], check=True)
+    process = subprocess.Popen([sys.executable, "-m", "facefix", "video", str(clip), "-o", str(tmp_path / "out.mp4"),
+                                "--restorer", "passthrough", "--quiet"], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 90
+    children: list[int] = []
+
+    def encoding() -> bool:  # frames are reaching the temporary output
+        return any(path.stat().st_size > 50_000 for path in tmp_path.glob(".out.mp4.*.part"))
+
+    while time.monotonic() < deadline and (len(children) < 2 or not encoding()):  # the decoder and the encoder
+        time.sleep(0.1)
+        children = _ffmpeg_children(process.pid)
+    assert len(children) >= 2 and encoding()
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(Path(f"/proc/{child}").exists() for child in children):
+        time.sleep(0.1)
+    survivors = [child for child in children if Path(f"/proc/{child}/stat").exists()
+                 and (Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z")]
+    assert not survivors
+    assert not (tmp_path / "out.mp4").exists()
+    # killed, the encoder never finalised the temporary into a playable, shortened video
+    # (an orphan reading EOF on its input would have); the next run removes it
+    from facefix.errors import InputError
+
+    leftovers = list(tmp_path.glob(".out.mp4.*.part"))
+    assert leftovers
+    for leftover in leftovers:
+        with pytest.raises(InputError):
+            ffmpeg_module.probe(leftover, exe)
+    again = facefix("video", clip, "-o", tmp_path / "out.mp4", "--restorer", "passthrough", "--quiet",
+                    "--end", "0.5")
+    assert again.returncode == 0, again.stderr
+    assert not list(tmp_path.glob(".out.mp4.*.part"))
+
+
+@pytest.mark.parametrize("network, fixture", [("gfpgan", "gfpgan/clean_main.pth"),
+                                              ("psfrgan", "psfrgan/generator_main.pth")])
+def test_a_checkpoint_with_a_crafted_config_is_one_line(tmp_path, network, fixture):
+    import torch
+
+    state = torch.load(PROJECT / "tests" / "fixtures" / fixture, weights_only=True)
+    state["config"] = {"arch": "nope", "bogus_key": 3}
+    crafted = tmp_path / "crafted.pth"
+    torch.save(state, crafted)
+    result = facefix("restore", shared_path("photos", PHOTO), tmp_path / "out", "--restorer", network, "--weights",
+                     crafted, "--quiet")
+    assert result.returncode == 1
+    line, = result.stderr.strip().splitlines()
+    assert line.startswith(f"Error: {crafted}: does not fit the ") and "bad config" in line

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -64,6 +65,31 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(b"0123456789")
             self.wfile.flush()
+            self.close_connection = True
+            return
+        if self.path == "/trickle":  # a byte every 0.2 s: never idle long enough for a read timeout
+            self.send_response(200)
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            try:
+                for _ in range(1000):
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                    time.sleep(0.2)
+            except OSError:  # the client gave up
+                pass
+            self.close_connection = True
+            return
+        if self.path == "/loop":  # redirects to itself for ever
+            self.send_response(302)
+            self.send_header("Location", "/loop")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if self.path == "/nolength":  # no Content-Length: the end of the connection is the end
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"0123456789")
             self.close_connection = True
             return
         super().do_GET()
@@ -145,7 +171,8 @@ def test_download_verifies_digest_and_lands_atomically_in_cache(server, isolated
 
     def recording_replace(src, dst):
         # At the moment of the rename the final name must not exist yet.
-        renames.append((Path(src), Path(dst), Path(dst).exists()))
+        if Path(dst).name == "model.pth":  # not the cache's record of verified digests
+            renames.append((Path(src), Path(dst), Path(dst).exists()))
         return real_replace(src, dst)
 
     monkeypatch.setattr(weights_module.os, "replace", recording_replace)
@@ -551,3 +578,46 @@ def test_model_dir_is_accepted_after_the_subcommand_too(tmp_path):
     after = CliRunner(env=env).invoke(weights, ["list", "--json", "--model-dir", str(tmp_path)])
     assert before.exit_code == after.exit_code == 0
     assert before.output == after.output and str(tmp_path) in after.output
+
+
+def test_a_tampered_cached_file_is_refused_when_loaded_and_replaced_by_download(server, isolated_env):
+    root, base = server
+    data = _payload()
+    (root / "model.pth").write_bytes(data)
+    entry = _entry("tamper", "model.pth", [f"{base}/model.pth"], data)
+    resolver = WeightsResolver(progress=False)
+    path = resolver.download(entry)
+    assert resolver.resolve(entry) == path  # verified once, then known by size and mtime
+    tampered = bytearray(data)
+    tampered[1000] ^= 1
+    path.write_bytes(bytes(tampered))  # same size; a new mtime
+    with pytest.raises(WeightsError) as error:
+        resolver.resolve(entry)
+    assert str(error.value) == (f"{path}: not the pinned tamper file (its SHA-256 differs: changed or damaged); "
+                                "fetch it again with `facefix weights download tamper --force`")
+    assert resolver.download(entry) == path and path.read_bytes() == data  # a corrupt copy is replaced
+    assert resolver.resolve(entry) == path
+
+
+def test_a_trickling_server_is_given_up_on_its_rate_and_a_lengthless_unpinned_file_refused(server, isolated_env):
+    _, base = server
+    resolver = WeightsResolver(progress=False)
+    resolver.grace, resolver.min_rate = 1.0, 100.0  # the defaults (30 s, 32 KiB/s), scaled down
+    started = time.monotonic()
+    with pytest.raises(WeightsError, match=r"too slow: \d+ B/s on average after \d+ s \(at least 100 B/s"):
+        resolver.download(_entry("slow", "slow.pth", [f"{base}/trickle"]))
+    assert time.monotonic() - started < 10
+    resolver.grace, resolver.deadline = 100.0, 1.0
+    with pytest.raises(WeightsError, match=r"too slow: .* over the 1 s limit"):
+        resolver.download(_entry("slow", "slow.pth", [f"{base}/trickle"]))
+    with pytest.raises(WeightsError, match="the server sent no length and no digest is pinned"):
+        WeightsResolver(progress=False).download(_entry("bare", "bare.pth", [f"{base}/nolength"]))
+    assert _leftovers(isolated_env) == [] and not (isolated_env / "bare.pth").exists()
+
+
+def test_a_redirect_loop_is_one_line(server, isolated_env):
+    _, base = server
+    with pytest.raises(WeightsError) as error:
+        WeightsResolver(progress=False).download(_entry("loop", "loop.pth", [f"{base}/loop"]))
+    message = str(error.value)
+    assert "\n" not in message and "redirect" in message and f"{base}/loop" in message

@@ -8,12 +8,12 @@ from typing import Any, Callable, NoReturn
 
 import click
 
-from facefix.errors import FacefixError
+from facefix.errors import FacefixError, one_line
 
 
 def fail(message: str) -> NoReturn:
     """``Error: <one line>`` on stderr, exit status 1."""
-    click.echo(f"Error: {message}", err=True)
+    click.echo(f"Error: {one_line(message)}", err=True)
     sys.exit(1)
 
 
@@ -39,12 +39,18 @@ def input_images(inputs: tuple[str, ...], recursive: bool,
     return files
 
 
-def make_output_folder(output: Path) -> None:
-    """Create OUTPUT before any network loads, so a folder that can't be made costs one line, not minutes."""
+def make_output_folder(output: Path, quiet: bool = False) -> None:
+    """Create OUTPUT before any network loads, so a folder that can't be made costs one line,
+    not minutes; and remove the temporaries a killed earlier run left in it."""
+    from facefix.atomic import remove_stale_temporaries
+
     try:
         output.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         fail(f"{output}: can't create the output folder ({error.strerror or error})")
+    removed = remove_stale_temporaries(output, recursive=True)
+    if removed and not quiet:
+        click.echo(f"facefix: removed {len(removed)} temporary file(s) an interrupted run left in {output}", err=True)
 
 
 def _name_suffix(context: click.Context, parameter: click.Parameter, value: str) -> str:

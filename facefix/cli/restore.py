@@ -41,7 +41,7 @@ def restore_command(inputs: tuple[str, ...], output: Path, selection: ComponentS
         except FacefixError as error:
             fail(str(error))
     files = input_images(inputs, recursive, output)
-    make_output_folder(output)
+    make_output_folder(output, quiet)
 
     options = PipelineOptions(faces=faces, aligned=aligned, save_faces=save_faces, ext=ext, suffix=suffix,
                               skip_existing=skip_existing, max_pixels=max_pixels, jpeg_quality=jpeg_quality, quiet=quiet)
@@ -54,6 +54,8 @@ def restore_command(inputs: tuple[str, ...], output: Path, selection: ComponentS
                             upsampler=assembly.get("upsampler"))
     except FacefixError as error:
         fail(str(error))
+    except Exception as error:  # a component's crash while loading still gets one line
+        fail(f"{type(error).__name__}: {' '.join(str(error).split())[:300]}")
     if not quiet:
         click.echo(assembly.describe() + (" (ray engine)" if engine.distributed else ""), err=True)
     if engine.distributed:

@@ -49,7 +49,7 @@ def upscale_command(inputs: tuple[str, ...], output: Path, upsampler: str | None
     from facefix.weights import WeightsResolver
 
     files = input_images(inputs, recursive, output)
-    make_output_folder(output)
+    make_output_folder(output, quiet)
     try:
         torch_device = select_device(device)
         resolver = WeightsResolver(model_dir=model_dir, progress=not quiet)

@@ -12,6 +12,7 @@ from facefix.cli.common import fail
 from facefix.cli.options import component_options, engine_options
 from facefix.compose import ComponentSelection
 from facefix.distributed import EngineOptions, require_ray
+from facefix.atomic import remove_stale_temporaries
 from facefix.errors import FacefixError
 from facefix.sources import not_a_regular_file
 from facefix.video.segments import DEFAULT_OVERLAP_FRAMES, DEFAULT_SEGMENT_SECONDS
@@ -83,7 +84,7 @@ def video_command(source: Path, output: Path | None, selection: ComponentSelecti
     """
     from facefix import compose
     from facefix.video.commands import EncodeSettings, check_codec, output_container
-    from facefix.video.ffmpeg import find_ffmpeg, probe
+    from facefix.video.ffmpeg import MIN_FFMPEG_MAJOR, ffmpeg_version, find_ffmpeg, missing_video, probe
     from facefix.video.restorer import VideoOptions, VideoRestorer
 
     start_s, end_s = _time_option(start, "--start"), _time_option(end, "--end")
@@ -97,6 +98,7 @@ def video_command(source: Path, output: Path | None, selection: ComponentSelecti
         special = not_a_regular_file(source)
         if special:  # ffmpeg would wait on a FIFO for ever, and read a device without end
             raise FacefixError(f"{source}: {special}")
+        remove_stale_temporaries(target.resolve().parent)  # a killed run's half-encoded video
         ffmpeg_exe = find_ffmpeg()
         if target.resolve() == source.resolve():
             raise FacefixError(f"{target}: the output would overwrite the input; choose another -o")
@@ -104,6 +106,14 @@ def video_command(source: Path, output: Path | None, selection: ComponentSelecti
         if start_s is not None and end_s is not None and end_s <= start_s:
             raise FacefixError(f"--end ({end}) must be after --start ({start})")
         info = probe(source, ffmpeg_exe)  # a bad input fails before any network loads
+        shortfall = missing_video(info)
+        if shortfall:
+            raise FacefixError(f"{source}: {shortfall}")
+        version = ffmpeg_version(ffmpeg_exe)
+        if info.rotation and version is not None and version[0] < MIN_FFMPEG_MAJOR:
+            raise FacefixError(f"{source}: keeping this video's rotation needs ffmpeg {MIN_FFMPEG_MAJOR} or later; "
+                               f"{ffmpeg_exe} is {'.'.join(map(str, version))} (pip install imageio-ffmpeg "
+                               "brings a recent one)")
         assembly = compose.assemble(selection, quiet=quiet, note=lambda message: click.echo(message, err=True))
         names = assembly.names
         options = VideoOptions(
@@ -121,7 +131,8 @@ def video_command(source: Path, output: Path | None, selection: ComponentSelecti
             audio = ", ".join(info.audio) if info.audio else "none"
             click.echo(assembly.describe(), err=True)
             click.echo(f"facefix: {source}: {width}x{height}, {info.fps or '?'} fps, "
-                       f"{info.frames_between(start_s, end_s)} frames, audio: {audio}", err=True)
+                       f"{info.frames_between(start_s, end_s)} frames, audio: {audio}; ffmpeg "
+                       f"{'.'.join(map(str, version)) if version else '(unversioned build)'}: {ffmpeg_exe}", err=True)
         # `kill` (SIGTERM) cleans up as Ctrl-C does: the temporary file goes too
         previous = signal.signal(signal.SIGTERM, _interrupt)
         try:

@@ -9,6 +9,7 @@ whatever the order, worker or machine.
 from __future__ import annotations
 
 import hashlib
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from facefix.errors import InputError
+from facefix.errors import FacefixError, InputError
 from facefix.image_io import IMAGE_EXTENSIONS, read_image
 from facefix.training.degradations import DegradationConfig, degrade_pair, rng_for
 
@@ -56,11 +57,17 @@ def mask_path(masks: Path, image: Path) -> Path:
 
 def read_labels(path: Path) -> np.ndarray:
     """A parsing mask: ``H x W`` uint8 class labels from a single-channel or palette PNG."""
+    if not Path(path).is_file():
+        raise InputError(path, "no parsing mask for this face (--masks must hold one per image, same name)")
     labels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if labels is None or labels.ndim != 2:
         from PIL import Image as PILImage  # palette PNGs: cv2 may expand them to colour
 
-        labels = np.array(PILImage.open(path))
+        try:
+            with PILImage.open(path) as opened:
+                labels = np.array(opened)
+        except Exception as error:
+            raise InputError(path, f"unreadable parsing mask ({type(error).__name__})") from None
     return np.asarray(labels).astype(np.uint8)
 
 
@@ -86,6 +93,10 @@ def to_image(tensor: torch.Tensor) -> np.ndarray:
     """RGB float (3, H, W) in [-1, 1] → BGR uint8 HxWx3."""
     array = ((tensor.detach().float().clamp(-1, 1).cpu().numpy() + 1.0) * 127.5).round().astype(np.uint8)
     return np.ascontiguousarray(array.transpose(1, 2, 0)[:, :, ::-1])
+
+
+#: Files already warned about in this process (a data-loader worker has its own).
+_WARNED: set[int] = set()
 
 
 @dataclass
@@ -116,8 +127,21 @@ class FaceDataset(Dataset):
             labels = cv2.resize(labels, (self.size, self.size), interpolation=cv2.INTER_NEAREST)
         return image, labels
 
+    def _load_readable(self, index: int) -> tuple[int, np.ndarray, np.ndarray | None]:
+        """The item at ``index``, or the next readable one: one bad file among thousands is
+        skipped with a warning (once per file) instead of ending the run."""
+        for offset in range(len(self.files)):
+            candidate = (index + offset) % len(self.files)
+            try:
+                return (candidate, *self._load(candidate))
+            except FacefixError as error:
+                if candidate not in _WARNED:
+                    _WARNED.add(candidate)
+                    print(f"facefix: warning: skipping a training image: {error}", file=sys.stderr)
+        raise InputError(self.files[0].parent, "none of the training images could be read")
+
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        hq, labels = self._load(index)
+        index, hq, labels = self._load_readable(index)
         flipped = False
         if self.train:
             rng = np.random.default_rng([self.seed, self.epoch, index])

@@ -31,7 +31,8 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 from tqdm import tqdm
 
-from facefix.atomic import atomic_path
+from facefix.atomic import atomic_path, remove_stale_temporaries
+from facefix.checkpoints import read_state
 from facefix.errors import FacefixError
 from facefix.image_io import write_image
 from facefix.training.data import FaceDataset, list_faces, split, to_image
@@ -360,7 +361,7 @@ class Trainer:
         return path
 
     def resume(self, path: Path) -> None:
-        state = torch.load(path, map_location=self.device, weights_only=True)
+        state = read_state(path)  # a corrupt, empty or unsafe file: one line naming it
         for name, module in self.models.items():
             module.load_state_dict(state["models"][name])
         self.ema.load_state_dict(state["ema"])
@@ -442,6 +443,7 @@ class Trainer:
         config = self.config
         if self.main_process:
             self.out.mkdir(parents=True, exist_ok=True)
+            remove_stale_temporaries(self.out)  # a checkpoint a killed run was writing
             (self.out / "config.json").write_text(json.dumps(asdict(config), indent=2) + "\n")
         if resume is not None:
             self.resume(resume)
