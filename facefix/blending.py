@@ -295,13 +295,3 @@ def alpha_composite(
     region = out[y0:y1, x0:x1]
     region[...] = alpha * face + (1.0 - alpha) * region
     return out
-    y0, y1, x0, x1 = roi
-    alpha = np.asarray(mask, dtype=np.float32)
-    if alpha.ndim == 2 and out.ndim == 3:
-        alpha = alpha[:, :, None]
-    face = np.asarray(warped_face, dtype=np.float32)
-    if face.ndim == 2 and out.ndim == 3:
-        face = face[:, :, None]
-    region = out[y0:y1, x0:x1]
-    out[y0:y1, x0:x1] = alpha * face + (1.0 - alpha) * region
-    return out
