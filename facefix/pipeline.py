@@ -307,6 +307,8 @@ class ImageStages:
                 if faces.blend < 1.0:
                     mixed = blend_with_original(pixels, original_at_output_size(face, self.output_size), faces.blend)
                     pixels = np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
+                if stored_gray(job.image.pixels):
+                    pixels = np.clip(np.rint(as_gray(pixels.astype(np.float32))), 0, 255).astype(np.uint8)
             else:
                 pixels = paste_faces(job.image.pixels, job.faces, _Sizes(self.input_size, self.output_size),
                                      self.blender, faces.upscale, faces.color_match, faces.blend, self.upsampler,
@@ -552,6 +554,26 @@ def blend_with_original(restored: np.ndarray, original: np.ndarray, blend: float
     return blend * restored + (1.0 - blend) * original.astype(np.float32)
 
 
+#: Channels of a colour image this close everywhere (levels of 8 bits) make it a grey one.
+GRAY_TOLERANCE = 1
+
+
+def stored_gray(pixels: np.ndarray) -> bool:
+    """Whether a BGR(A) image is grey stored as colour (a scan, an old photo saved as RGB)."""
+    if pixels.ndim != 3 or pixels.shape[2] < 3:
+        return False
+    tolerance = GRAY_TOLERANCE * (257 if pixels.dtype == np.uint16 else 1)
+    sample = pixels[::2, ::2, :3].astype(np.int32)  # every other pixel: colour anywhere shows
+    return bool(np.abs(sample[:, :, 0] - sample[:, :, 1]).max() <= tolerance
+                and np.abs(sample[:, :, 1] - sample[:, :, 2]).max() <= tolerance)
+
+
+def as_gray(face: np.ndarray) -> np.ndarray:
+    """A BGR float face as grey (ITU-R BT.601 luma, as OpenCV's BGR2GRAY), in three channels."""
+    luma = face[:, :, 0] * 0.114 + face[:, :, 1] * 0.587 + face[:, :, 2] * 0.299
+    return np.repeat(luma[:, :, None], 3, axis=2).astype(np.float32)
+
+
 def paste_faces(pixels: np.ndarray, faces: list[AlignedFace], restorer: Any, blender: Any, upscale: float,
                 color_match: bool = False, blend: float = 1.0, upsampler: Any | None = None,
                 seconds: dict[str, float] | None = None) -> np.ndarray:
@@ -574,6 +596,7 @@ def paste_faces(pixels: np.ndarray, faces: list[AlignedFace], restorer: Any, ble
     canvas = to_canvas(background)
     value_scale = value_range / 255.0
     face_scale = restorer.output_size / restorer.input_size
+    gray = stored_gray(pixels)
     for face in faces:
         restored = face.restored.astype(np.float32) * value_scale
         if color_match or blend < 1.0:
@@ -581,6 +604,8 @@ def paste_faces(pixels: np.ndarray, faces: list[AlignedFace], restorer: Any, ble
             if color_match:
                 restored = match_color(restored, original, value_range=value_range)
             restored = blend_with_original(restored, original, blend)
+        if gray:  # a black-and-white photo stays black and white: no tint the network invents
+            restored = as_gray(restored)
         inverse = alignment.inverse_affine(face.affine, face_scale, upscale)
         canvas = blender.blend(canvas, restored, inverse, face.parsing, upscale)
     return from_canvas(canvas, like=background)

@@ -13,6 +13,8 @@ Components come from the ``register_*`` hooks and from network cards
 
 from __future__ import annotations
 
+import difflib
+
 import importlib.metadata
 import os
 import sys
@@ -228,10 +230,16 @@ def _collect(kind: str) -> dict[str, ComponentSpec]:
 
 
 def find(specs: dict[str, ComponentSpec], name: str) -> ComponentSpec | None:
-    """The spec registered as ``name`` or answering to it as an alias."""
+    """The spec registered as ``name`` or answering to it as an alias; in any letter case
+    (``--restorer GFPGAN``) when no name matches exactly."""
     if name in specs:
         return specs[name]
-    return next((spec for spec in specs.values() if name in spec.aliases), None)
+    exact = next((spec for spec in specs.values() if name in spec.aliases), None)
+    if exact is not None:
+        return exact
+    folded = name.casefold()
+    return next((spec for spec in specs.values()
+                 if folded in (spec.name.casefold(), *(alias.casefold() for alias in spec.aliases))), None)
 
 
 def components(kind: str) -> dict[str, ComponentSpec]:
@@ -247,7 +255,9 @@ def get_component(kind: str, name: str) -> ComponentSpec:
     spec = find(available, name)
     if spec is None:
         choices = ", ".join(sorted(available)) or "none registered"
-        raise ComponentError(f"unknown {kind} {name!r}; available: {choices}")
+        close = difflib.get_close_matches(name.casefold(), [key.casefold() for key in available], n=1, cutoff=0.6)
+        hint = f"; did you mean {next(key for key in available if key.casefold() == close[0])!r}?" if close else ""
+        raise ComponentError(f"unknown {kind} {name!r}{hint}; available: {choices}")
     return spec
 
 

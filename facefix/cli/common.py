@@ -39,6 +39,37 @@ def input_images(inputs: tuple[str, ...], recursive: bool,
     return files
 
 
+def inputs_and_output(paths: tuple[str, ...], input_options: tuple[str, ...],
+                      output_option: Path | None) -> tuple[tuple[str, ...], Path]:
+    """INPUTS and OUTPUT from ``INPUTS... OUTPUT`` and/or ``-i IN -o OUT`` (GFPGAN's flags)."""
+    if output_option is not None:
+        inputs = (*input_options, *paths)
+        output = output_option
+    elif not paths:
+        fail("missing INPUTS and OUTPUT: facefix restore INPUTS... OUTPUT (or -i INPUT -o OUTPUT)")
+    elif len(paths) == 1 and not input_options:
+        fail(f"missing OUTPUT: where should the results of {paths[0]} go? "
+             "facefix restore INPUTS... OUTPUT (or -o OUTPUT)")
+    else:
+        inputs, output = (*input_options, *paths[:-1]), Path(paths[-1])
+    if not inputs:
+        fail("missing INPUTS: facefix restore INPUTS... OUTPUT (or -i INPUT -o OUTPUT)")
+    return inputs, output
+
+
+def single_file_output(files: list[tuple[Path | str, Path]], output: Path) -> Path | None:
+    """OUTPUT as a file (``restore a.jpg out.jpg``): when it has an image's extension and
+    isn't an existing folder; None when it is a folder. A file output takes one image."""
+    from facefix.image_io import IMAGE_EXTENSIONS
+
+    if output.suffix.lower() not in IMAGE_EXTENSIONS or output.is_dir():
+        return None
+    if len(files) != 1:
+        fail(f"{output}: an output file takes one input image, and {len(files)} were found; "
+             "give an output folder instead")
+    return output
+
+
 def make_output_folder(output: Path, quiet: bool = False) -> None:
     """Create OUTPUT before any network loads, so a folder that can't be made costs one line,
     not minutes; and remove the temporaries a killed earlier run left in it."""

@@ -39,7 +39,7 @@ SELECTION_OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "parser_weights": _option("--parser-weights", type=click.Path(dir_okay=False, path_type=Path),
                                    help="Weights file for the parser (e.g. one trained with "
                                         "`facefix train psfrgan-parse`)."),
-    "fidelity": _option("--fidelity", type=click.FloatRange(0, 1), default=None,
+    "fidelity": _option("-w", "--fidelity", type=click.FloatRange(0, 1), default=None,
                              help="Restorers that support it: 0 = strongest restoration, 1 = most faithful "
                                   "conditioning."),
     "backend": _option("--backend", type=click.Choice(["auto", "torch", "compile", "onnx"]), default="auto",
@@ -64,7 +64,7 @@ SELECTION_OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
 }
 #: FaceOptions field -> its option
 FACE_OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
-    "upscale": _option("--upscale", type=click.FloatRange(min=0.05, max=16), default=1.0, show_default=True,
+    "upscale": _option("-s", "--upscale", type=click.FloatRange(min=0.05, max=16), default=1.0, show_default=True,
                             help="Scale of the output image; faces are pasted at the matching scale."),
     "batch_size": _option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True,
                                help="Faces per restorer batch (faces from several images share a batch)."),

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import click
 
-from facefix.cli.common import fail, image_output_options, input_images, make_output_folder
+from facefix.cli.common import (fail, image_output_options, input_images, inputs_and_output,
+                                single_file_output, make_output_folder)
 from facefix.cli.options import component_options, engine_options
 from facefix.compose import ComponentSelection
 from facefix.distributed import EngineOptions, require_ray
@@ -20,14 +21,19 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 @click.command(name="restore")
-@click.argument("inputs", nargs=-1, required=True)
-@click.argument("output", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("paths", metavar="INPUTS... OUTPUT", nargs=-1)
+@click.option("-i", "--input", "input_options", multiple=True,
+              help="An input (image, folder or URI); repeatable. With -i/-o, INPUTS... OUTPUT may be left out.")
+@click.option("-o", "--output", "output_option", type=click.Path(path_type=Path),
+              help="The output folder (or, for one input image, an output file such as out.jpg); "
+                   "default: the last of the paths.")
 @component_options
 @engine_options
 @click.option("--aligned", is_flag=True, help="Inputs are already aligned face crops: restore them only.")
 @click.option("--save-faces", is_flag=True, help="Also write cropped_faces/, restored_faces/ and cmp/.")
 @image_output_options
-def restore_command(inputs: tuple[str, ...], output: Path, selection: ComponentSelection, faces, quiet: bool,
+def restore_command(paths: tuple[str, ...], input_options: tuple[str, ...], output_option: Path | None,
+                    selection: ComponentSelection, faces, quiet: bool,
             engine: EngineOptions, aligned: bool, save_faces: bool, ext: str | None, suffix: str, skip_existing: bool, recursive: bool,
             max_pixels: int, jpeg_quality: int | None) -> None:
     """Restore every face in INPUTS (images or folders, local or URIs such as s3://bucket/photos/)
@@ -40,7 +46,11 @@ def restore_command(inputs: tuple[str, ...], output: Path, selection: ComponentS
             require_ray()
         except FacefixError as error:
             fail(str(error))
+    inputs, output = inputs_and_output(paths, input_options, output_option)
     files = input_images(inputs, recursive, output)
+    single = single_file_output(files, output)
+    if single is not None:  # `restore a.jpg out.jpg`: that file, not a folder named out.jpg
+        files, output, ext, suffix = [(files[0][0], Path(single.name))], single.parent, single.suffix.lstrip("."), ""
     make_output_folder(output, quiet)
 
     options = PipelineOptions(faces=faces, aligned=aligned, save_faces=save_faces, ext=ext, suffix=suffix,

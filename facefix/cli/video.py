@@ -46,6 +46,7 @@ def _time_option(value: str | None, name: str) -> float | None:
 
 @click.command(name="video")
 @click.argument("source", metavar="IN", type=click.Path(path_type=Path))
+@click.argument("output_argument", metavar="[OUT]", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help=f"Output video (default: IN's name with {DEFAULT_SUFFIX!r} added, beside it). "
                    "Its extension picks the container: .mp4, .mov, .mkv, .webm, .avi.")
@@ -72,10 +73,10 @@ def _time_option(value: str | None, name: str) -> float | None:
               help="One-Euro minimum cutoff (Hz): lower smooths a still face more.")
 @click.option("--smooth-beta", type=click.FloatRange(min=0), default=DEFAULT_BETA, show_default=True,
               help="One-Euro speed coefficient: higher follows fast motion with less lag.")
-def video_command(source: Path, output: Path | None, selection: ComponentSelection, faces, quiet: bool,
+def video_command(source: Path, output_argument: Path | None, output: Path | None, selection: ComponentSelection, faces, quiet: bool,
                   engine: EngineOptions, segment_seconds: float, segment_overlap: int, crf: float | None, codec: str, preset: str | None, pix_fmt: str, start: str | None, end: str | None,
                   detect_every: int, smoothing: bool, smooth_cutoff: float, smooth_beta: float) -> None:
-    """Restore every face in the video IN.
+    """Restore every face in the video IN into OUT (or -o OUT).
 
     Frames stream through ffmpeg pipes (never to disk, never all in memory); faces are
     tracked across frames and their landmarks smoothed; frame count, timestamps, frame
@@ -87,6 +88,9 @@ def video_command(source: Path, output: Path | None, selection: ComponentSelecti
     from facefix.video.ffmpeg import MIN_FFMPEG_MAJOR, ffmpeg_version, find_ffmpeg, missing_video, probe
     from facefix.video.restorer import VideoOptions, VideoRestorer
 
+    if output is not None and output_argument is not None and output != output_argument:
+        fail(f"two outputs: {output_argument} and -o {output}; give one")
+    output = output or output_argument
     start_s, end_s = _time_option(start, "--start"), _time_option(end, "--end")
     if engine.distributed:
         try:

@@ -129,10 +129,27 @@ def list_command(options: _Options, as_json: bool) -> None:
 @_pass_options
 @_errors_to_exit
 def download_command(options: _Options, name: str, force: bool, quiet: bool) -> None:
-    """Download NAME into the cache, verified, and print its path."""
-    entry = get_entry(name)
+    """Download NAME into the cache, verified, and print its path. NAME is a weights name
+    (`facefix weights list`) or a component's (`gfpgan`: the file it uses by default)."""
+    entry = entry_for(name)
     path = _resolver(options, progress=not quiet).download(entry, force=force)
     click.echo(str(path))
+
+
+def entry_for(name: str):
+    """The weights entry NAME names, or the first file of the component named NAME."""
+    from facefix.components import KINDS
+    from facefix.errors import WeightsError
+    from facefix.plugins import components, find
+
+    try:
+        return get_entry(name)
+    except WeightsError as unknown:
+        for kind in KINDS:
+            spec = find(components(kind), name)
+            if spec is not None and spec.weights:
+                return get_entry(spec.weights[0])
+        raise unknown from None
 
 
 @weights_group.command("verify")
