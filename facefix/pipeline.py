@@ -52,6 +52,7 @@ class FaceOptions:
     min_face_size: float = 0.0
     color_match: bool = False
     blend: float = 1.0  # share of the restored face mixed with the original (1: restored only)
+    keep_detail: bool = True  # faces larger than the restorer's output keep their finer detail
 
 
 @dataclass
@@ -312,7 +313,7 @@ class ImageStages:
             else:
                 pixels = paste_faces(job.image.pixels, job.faces, _Sizes(self.input_size, self.output_size),
                                      self.blender, faces.upscale, faces.color_match, faces.blend, self.upsampler,
-                                     seconds)
+                                     seconds, faces.keep_detail)
             seconds["blend"] += time.perf_counter() - start - (seconds.get("upsample", 0.0) - upsampled)
             start = time.perf_counter()
             ext = job.task.output.suffix.lstrip(".")
@@ -574,9 +575,42 @@ def as_gray(face: np.ndarray) -> np.ndarray:
     return np.repeat(luma[:, :, None], 3, axis=2).astype(np.float32)
 
 
+#: A face pasted at least this much larger than the restorer's output keeps its own detail.
+DETAIL_MIN_SCALE = 1.1
+
+
+def with_own_detail(restored: np.ndarray, pixels: np.ndarray, face: AlignedFace, input_size: int,
+                    upscale: float) -> tuple[np.ndarray, float] | None:
+    """A face the image holds at more pixels than the restorer gives back (a 2048 px portrait's
+    face, shrunk 1.5x into a 512 px crop) loses, pasted from the network's output, every detail
+    finer than that crop: brow hair, lashes, skin texture. The network can't restore what its
+    crop doesn't hold, so this keeps the original's own: the restored face enlarged to the
+    paste size plus the band of the original above the crop's resolution (the aligned face at
+    the paste size, less itself brought down to the crop and back). Returns the larger face and
+    its scale against the input crop, or None for a face pasted no larger than the output."""
+    size = restored.shape[0]
+    paste = face.paste_size
+    if paste is None or paste < DETAIL_MIN_SCALE * size:
+        return None
+    native = paste / upscale  # the face's own pixels: finer detail than that isn't in the image
+    if native < DETAIL_MIN_SCALE * size:
+        return None
+    big = int(round(paste))
+    scale = big / input_size
+    source = pixels if pixels.ndim == 3 else pixels[:, :, None].repeat(3, axis=2)
+    hr_affine = np.asarray(face.affine, np.float64) * scale
+    hr_affine[:, 2] += 0.5 * (scale - 1.0)  # pixel centres, as OpenCV resizes
+    fine = cv2.warpAffine(np.ascontiguousarray(source[:, :, :3]), hr_affine, (big, big), flags=cv2.INTER_CUBIC,
+                          borderMode=cv2.BORDER_REFLECT101).astype(np.float32)
+    coarse = cv2.resize(cv2.resize(fine, (size, size), interpolation=cv2.INTER_AREA), (big, big),
+                        interpolation=cv2.INTER_CUBIC)
+    enlarged = cv2.resize(restored, (big, big), interpolation=cv2.INTER_CUBIC)
+    return enlarged + (fine - coarse), scale
+
+
 def paste_faces(pixels: np.ndarray, faces: list[AlignedFace], restorer: Any, blender: Any, upscale: float,
                 color_match: bool = False, blend: float = 1.0, upsampler: Any | None = None,
-                seconds: dict[str, float] | None = None) -> np.ndarray:
+                seconds: dict[str, float] | None = None, keep_detail: bool = True) -> np.ndarray:
     """The whole image resized by ``upscale`` with every restored face pasted back.
 
     ``pixels`` keeps its layout and depth (gray, BGR, BGRA; 8 or 16 bit); the faces'
@@ -606,8 +640,16 @@ def paste_faces(pixels: np.ndarray, faces: list[AlignedFace], restorer: Any, ble
             restored = blend_with_original(restored, original, blend)
         if gray:  # a black-and-white photo stays black and white: no tint the network invents
             restored = as_gray(restored)
-        inverse = alignment.inverse_affine(face.affine, face_scale, upscale)
-        canvas = blender.blend(canvas, restored, inverse, face.parsing, upscale)
+        scale = face_scale
+        detailed = with_own_detail(restored, pixels, face, restorer.input_size, upscale) if keep_detail else None
+        parsing = face.parsing
+        if detailed is not None:
+            restored, scale = detailed
+            np.clip(restored, 0.0, value_range, out=restored)
+            if parsing is not None:
+                parsing = cv2.resize(parsing, restored.shape[:2][::-1], interpolation=cv2.INTER_NEAREST)
+        inverse = alignment.inverse_affine(face.affine, scale, upscale)
+        canvas = blender.blend(canvas, restored, inverse, parsing, upscale)
     return from_canvas(canvas, like=background)
 
 

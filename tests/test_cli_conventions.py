@@ -103,3 +103,40 @@ def test_a_gray_photo_stored_as_rgb_comes_out_gray(tmp_path):
     chroma = np.hypot(lab[:, :, 1] - 128, lab[:, :, 2] - 128)
     assert chroma.max() <= 2, chroma.max()
     assert np.abs(out - gray.astype(np.int16)).max() > 10  # the faces were restored, not passed through
+
+
+def test_a_clean_large_face_keeps_its_sharpness(tmp_path):
+    """liveportrait s2 is a clean 2048 px portrait whose face is larger than compact's 512 px
+    crop: the network alone smooths its brows, lashes and skin; with the face's own detail
+    kept (the default) its sharpness stays at passthrough's."""
+    from facefix import compose
+
+    photo = shared_path("photos", "liveportrait__source_s2.jpg")
+    image = cv2.imread(str(photo))
+    detector = compose.assemble(compose.ComponentSelection(restorer="passthrough", blender="soft"),
+                                quiet=True).get("detector")
+    x0, y0, x1, y1 = (int(value) for value in detector.detect(image)[0].box)
+
+    def sharpness(folder) -> float:
+        gray = cv2.cvtColor(cv2.imread(str(folder / photo.name)), cv2.COLOR_BGR2GRAY)[y0:y1, x0:x1]
+        return float(cv2.Laplacian(gray, cv2.CV_64F).var())
+
+    for name, extra in (("passthrough", ["--restorer", "passthrough"]), ("compact", ["--restorer", "compact"]),
+                        ("smoothed", ["--restorer", "compact", "--no-keep-detail"])):
+        result = run("restore", photo, tmp_path / name, *extra, "--quiet")
+        assert result.exit_code == 0, result.output
+    reference = sharpness(tmp_path / "passthrough")
+    assert sharpness(tmp_path / "compact") >= 0.9 * reference
+    assert sharpness(tmp_path / "smoothed") < 0.6 * reference  # what the network alone does to it
+
+
+def test_an_encoder_that_cannot_start_says_why_in_one_line():
+    from facefix.video.info import ffmpeg_reason
+
+    # what ffmpeg prints for -c:v h264_nvenc on a machine without an NVIDIA driver
+    printed = """[h264_nvenc @ 0x564b2b06bac0] Cannot load libcuda.so.1
+[vost#0:0/h264_nvenc @ 0x564b2afe1bc0] [enc:h264_nvenc @ 0x564b2afe2580] Error while opening encoder - maybe incorrect parameters such as bit_rate, rate, width or height.
+[vf#0:0 @ 0x564b2b06c040] Error sending frames to consumers: Operation not permitted
+[vost#0:0/h264_nvenc @ 0x564b2afe1bc0] [enc:h264_nvenc @ 0x564b2afe2580] Could not open encoder before EOF
+[out#0/mp4 @ 0x564b2afe0980] Nothing was written into output file, because at least one of its streams received no packets."""
+    assert ffmpeg_reason(printed) == "the encoder could not start: Cannot load libcuda.so.1"

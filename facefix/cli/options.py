@@ -24,10 +24,13 @@ def _option(*decls: str, **kwargs: Any) -> tuple[tuple[str, ...], dict[str, Any]
 
 #: ComponentSelection field -> its option (declarations, click keyword arguments)
 SELECTION_OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
-    "detector": _option("--detector", help="Face detector (default: the best one whose weights are on disk)."),
+    "detector": _option("--detector", help="Face detector (default: retinaface_resnet50 or retinaface_mobile0.25 "
+                                                "when facexlib's files are on disk, else retinaface_bundled, "
+                                                "which ships with facefix)."),
     "parser": _option("--parser", help="Face parser, or 'none' (default: only when a component needs one)."),
-    "restorer": _option("--restorer", help="Face restorer (see `facefix plugins`; default: the best one whose "
-                                                "weights are on disk, or the network that --weights holds)."),
+    "restorer": _option("--restorer", help="Face restorer (see `facefix plugins`; default: gfpgan when its "
+                                                "weights are on disk, else compact, which ships with facefix; "
+                                                "with --weights, the network the file holds)."),
     "blender": _option("--blender", default=None,
                             help="Paste-back blender: soft, parse, poisson, ... (default: soft)."),
     "device": _option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="auto", show_default=True),
@@ -41,7 +44,8 @@ SELECTION_OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
                                         "`facefix train psfrgan-parse`)."),
     "fidelity": _option("-w", "--fidelity", type=click.FloatRange(0, 1), default=None,
                              help="Restorers that support it: 0 = strongest restoration, 1 = most faithful "
-                                  "conditioning."),
+                                  "conditioning (default: the network's own: 1 for GFP-GAN, MMRB and CFGPFSSR, "
+                                  "0.5 for CodeFormer)."),
     "backend": _option("--backend", type=click.Choice(["auto", "torch", "compile", "onnx"]), default="auto",
                             show_default=True,
                             help="How the restorer, the parser and the background upsampler run: auto = the fastest exact "
@@ -78,12 +82,16 @@ FACE_OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "blend": _option("--blend", type=click.FloatRange(0, 1), default=1.0, show_default=True,
                           help="Mix each restored face with the original before paste-back (facefusion's "
                                "enhancer blend): 1 = restored only, 0 = the original face."),
+    "keep_detail": _option("--keep-detail/--no-keep-detail", default=True, show_default=True,
+                                help="A face larger than the restorer's output keeps its own detail finer than "
+                                     "the network's crop (brows, lashes, skin texture), which the network can't "
+                                     "restore and would otherwise smooth away."),
 }
 QUIET_OPTION = click.option("--quiet", "-q", is_flag=True, help="No progress bar or notes (errors are still shown).")
 #: The order ``--help`` lists them in.
 _ORDER = ("detector", "parser", "restorer", "blender", "upscale", "device", "model_dir", "weights", "parser_weights",
           "fidelity", "backend", "precision", "onnx", "batch_size", "only_center_face", "largest_face",
-          "min_face_size", "detection_threshold", "color_match", "blend", "upsampler", "upsampler_tile")
+          "min_face_size", "detection_threshold", "color_match", "blend", "keep_detail", "upsampler", "upsampler_tile")
 
 
 def _gather(command: Callable[..., Any], selection_fields: tuple[str, ...], with_faces: bool,

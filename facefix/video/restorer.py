@@ -235,7 +235,8 @@ class VideoRestorer:
                 frame = work.frame
                 started = time.perf_counter()
                 pixels = paste_faces(frame.pixels, work.faces, self.restorer, self.blender, self.options.faces.upscale,
-                                     self.options.faces.color_match, self.options.faces.blend, self.upsampler)
+                                     self.options.faces.color_match, self.options.faces.blend, self.upsampler,
+                                     keep_detail=self.options.faces.keep_detail)
                 if rotation:  # back to the input's stored orientation; the metadata turns it upright
                     pixels = np.rot90(pixels, -(rotation // 90))
                 self._add("blend", started)
