@@ -484,12 +484,18 @@ def test_cli_list_json(tmp_path):
     assert rows["yunet"]["path"] == str(model_dir / "face_detection_yunet_2026may.onnx")
 
 
-def test_cli_list_table():
+def test_cli_list_table(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "100")
     result = _invoke("list")
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
-    assert lines[0].split()[:4] == ["NAME", "FILE", "COMPONENT", "STATUS"]
+    assert lines[0].split() == ["NAME", "STATUS", "PINNED", "SIZE", "LICENSE"]
+    assert max(len(line) for line in lines) <= 100  # fits the terminal
     row = next(line for line in lines if line.startswith("retinaface_resnet50 "))
+    assert "downloadable" in row and "104.4 MiB" in row
+    long = _invoke("list", "--long").stdout.splitlines()
+    assert long[0].split()[:4] == ["NAME", "FILE", "COMPONENT", "STATUS"]
+    row = next(line for line in long if line.startswith("retinaface_resnet50 "))
     assert "detection_Resnet50_Final.pth" in row and "downloadable" in row and "104.4 MiB" in row
 
 

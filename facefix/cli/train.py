@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from facefix.cards import NetworkCard
+from facefix.training import defaults
 from facefix.errors import FacefixError
 
 
@@ -81,22 +82,31 @@ def train_command(card: NetworkCard) -> click.Command:
         click.option("--size", type=int, help=f"Training size in pixels (default {default_size})."),
         click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
                      help="JSON file with any TrainConfig field and a 'recipe' section."),
-        click.option("--iters", type=click.IntRange(min=1)),
-        click.option("--batch-size", type=click.IntRange(min=1)),
+        click.option("--iters", type=click.IntRange(min=1),
+                     help=f"Optimiser steps to train for, in all (default {defaults.ITERS}; a resumed run counts "
+                          "the steps it already made)."),
+        click.option("--batch-size", type=click.IntRange(min=1),
+                     help=f"Faces per step (default {defaults.BATCH_SIZE})."),
         click.option("--accumulate", type=click.IntRange(min=1), help="Micro-batches per step (gradient accumulation)."),
-        click.option("--workers", type=click.IntRange(min=0), help="Data-loading processes."),
-        click.option("--seed", type=int),
+        click.option("--workers", type=click.IntRange(min=0),
+                     help=f"Data-loading processes (default {defaults.WORKERS}; 0: in this process)."),
+        click.option("--seed", type=int,
+                     help=f"Seed of the data order, the degradations and the initial weights (default {defaults.SEED})."),
         click.option("--preset", help="Degradation preset (default: the network's own)."),
-        click.option("--val-every", type=click.IntRange(min=0)),
-        click.option("--checkpoint-every", type=click.IntRange(min=0)),
-        click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"])),
+        click.option("--val-every", type=click.IntRange(min=0),
+                     help=f"Score the validation faces every N steps (default {defaults.VAL_EVERY}; 0: never)."),
+        click.option("--checkpoint-every", type=click.IntRange(min=0),
+                     help=f"Write RUN_DIR/last.pth every N steps (default {defaults.CHECKPOINT_EVERY}; 0: only at "
+                          "the end)."),
+        click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]),
+                     help=f"Training arithmetic (default {defaults.PRECISION}; bf16 and fp16 use autocast)."),
         click.option("--max-grad-norm", type=click.FloatRange(min=0), help="Clip gradient norms to this (0: off)."),
         click.option("--out", type=click.Path(file_okay=False, path_type=Path), help=f"Run folder (default runs/{name})."),
         click.option("--resume", is_flag=True, help="Continue from RUN_DIR/last.pth."),
         click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="auto", show_default=True),
         click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path), envvar="FACEFIX_MODEL_DIR",
                      help="Folder with loss and detector weights (VGG, ArcFace, RetinaFace)."),
-        click.option("--quiet", "-q", is_flag=True),
+        click.option("--quiet", "-q", is_flag=True, help="No progress bar (errors are still shown)."),
     ]
     for flag, key, kwargs in recipe_options:
         options.append(click.option(flag, key, **kwargs))

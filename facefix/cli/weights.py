@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -75,9 +76,11 @@ def _resolver(options: _Options, **kwargs: Any) -> WeightsResolver:
 @weights_group.command("list")
 @_model_dir_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--long", "-l", "long_table", is_flag=True,
+              help="Every column (file, component, local path), however wide.")
 @_pass_options
 @_errors_to_exit
-def list_command(options: _Options, as_json: bool) -> None:
+def list_command(options: _Options, as_json: bool, long_table: bool) -> None:
     """Every known weights file with its status and local path."""
     resolver = _resolver(options, allow_download=False)
     rows = []
@@ -101,24 +104,24 @@ def list_command(options: _Options, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    header = ("NAME", "FILE", "COMPONENT", "STATUS", "PINNED", "SIZE", "LICENSE", "PATH")
-    table = [header] + [
-        (
-            row["name"],
-            row["filename"],
-            row["component"] or "-",
-            row["status"],
-            "yes" if row["pinned"] else "no",
-            format_size(row["size"]),
-            row["license"] or "-",
-            row["path"] or "-",
-        )
-        for row in rows
-    ]
+    cells = {
+        "NAME": lambda row: row["name"], "FILE": lambda row: row["filename"],
+        "COMPONENT": lambda row: row["component"] or "-", "STATUS": lambda row: row["status"],
+        "PINNED": lambda row: "yes" if row["pinned"] else "no", "SIZE": lambda row: format_size(row["size"]),
+        "LICENSE": lambda row: row["license"] or "-", "PATH": lambda row: row["path"] or "-",
+    }
+    # the short table fits the terminal: the last column is cut to what is left of it
+    header = tuple(cells) if long_table else ("NAME", "STATUS", "PINNED", "SIZE", "LICENSE")
+    table = [header] + [tuple(cells[column](row) for column in header) for row in rows]
     widths = [max(len(line[i]) for line in table) for i in range(len(header) - 1)]
+    room = None if long_table else shutil.get_terminal_size((100, 24)).columns - sum(widths) - 2 * len(widths)
     for line in table:
-        cells = [cell.ljust(width) for cell, width in zip(line, widths)] + [line[-1]]
-        click.echo("  ".join(cells).rstrip())
+        last = line[-1]
+        if room is not None and len(last) > max(room, 4):
+            last = last[: max(room, 4) - 1] + "…"
+        click.echo("  ".join([cell.ljust(width) for cell, width in zip(line, widths)] + [last]).rstrip())
+    if not long_table:
+        click.echo("(--long adds each file's name, component and local path)")
 
 
 @weights_group.command("download")

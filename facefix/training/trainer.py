@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from facefix.atomic import atomic_path, remove_stale_temporaries
 from facefix.checkpoints import read_state
+from facefix.training import defaults
 from facefix.errors import FacefixError
 from facefix.image_io import write_image
 from facefix.training.data import FaceDataset, list_faces, split, to_image
@@ -50,19 +51,19 @@ class TrainConfig:
     val: str | None = None
     masks: str | None = None
     size: int = 512
-    iters: int = 1000
-    batch_size: int = 4
+    iters: int = defaults.ITERS
+    batch_size: int = defaults.BATCH_SIZE
     accumulate: int = 1
-    workers: int = 2
-    seed: int = 0
+    workers: int = defaults.WORKERS
+    seed: int = defaults.SEED
     val_fraction: float = 0.05  # held out of --data when there is no --val folder
     val_count: int = 16  # validation faces evaluated (the first N, always the same)
-    val_every: int = 500
-    checkpoint_every: int = 1000
+    val_every: int = defaults.VAL_EVERY
+    checkpoint_every: int = defaults.CHECKPOINT_EVERY
     log_every: int = 10
     ema_decay: float = 0.999
     max_grad_norm: float = 0.0  # clip each optimiser's gradient norm to this (0: no clipping)
-    precision: str = "fp32"  # fp32 | bf16 | fp16
+    precision: str = defaults.PRECISION  # fp32 | bf16 | fp16
     degradation: dict[str, Any] = field(default_factory=dict)  # {"preset": NAME, overrides...}
     #: every optimiser group's lr over the run, as a factor of its own: see :func:`lr_factor`
     #: (empty: the recipe's ``lr_schedule()``, else constant)

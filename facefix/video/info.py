@@ -164,6 +164,11 @@ def ffmpeg_reason(stderr_lines: list[str] | str) -> str:
     cleaned = [line for line in cleaned if line and not line.startswith(("frame=", "size=", "Conversion failed"))]
     if not cleaned:
         return "ffmpeg failed without a message"
+    opening = next((index for index, line in enumerate(cleaned)
+                    if "Error while opening encoder" in line or "Could not open encoder" in line), None)
+    if opening is not None:  # the lines after it only follow from it; the one before says why
+        cause = cleaned[opening - 1] if opening > 0 else cleaned[opening].split(" - ")[0]
+        return f"the encoder could not start: {cause}"
     last = cleaned[-1]
     if last.startswith("Error opening input files:") or last.startswith("Error opening output files:"):
         last = last.split(":", 1)[1].strip()
