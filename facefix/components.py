@@ -172,6 +172,16 @@ class ComponentContext:
     #: ``--bg-tile`` / ``--tile``: an upsampler runs tiles of this many input pixels (0: whole image).
     tile: int = 0
 
+    def __getattribute__(self, name: str) -> Any:
+        if name == "fidelity":  # read by the components that honour --fidelity: the others get a note
+            object.__setattr__(self, "_fidelity_read", True)
+        return object.__getattribute__(self, name)
+
+    @property
+    def fidelity_read(self) -> bool:
+        """Whether the factory looked at ``fidelity`` (so whether ``--fidelity`` does anything)."""
+        return bool(getattr(self, "_fidelity_read", False))
+
     def weights(self, name: str) -> Path:
         """The file to load: the explicit ``--weights`` path if given, else the registry's."""
         if self.weights_path is not None:

@@ -121,8 +121,10 @@ def detect_component(path: Path, kind: str = "restorer") -> ComponentSpec:
 
 
 def build(spec: ComponentSpec, *, device: str, resolver: WeightsResolver,
-          selection: ComponentSelection = ComponentSelection(), weights_path: Path | None = None) -> Any:
-    """Build one component, its context filled from the selection."""
+          selection: ComponentSelection = ComponentSelection(), weights_path: Path | None = None,
+          note: Callable[[str], None] | None = None) -> Any:
+    """Build one component, its context filled from the selection; ``note`` hears of an
+    option the component ignores (``--fidelity`` given to a restorer without one)."""
     context = ComponentContext(
         device=device,
         resolve_weights=resolver.resolve,
@@ -134,7 +136,10 @@ def build(spec: ComponentSpec, *, device: str, resolver: WeightsResolver,
         parser_weights=selection.parser_weights,
         tile=selection.upsampler_tile,
     )
-    return spec.build(context)
+    component = spec.build(context)
+    if note is not None and spec.kind == "restorer" and selection.fidelity is not None and not context.fidelity_read:
+        note(f"facefix: note: {spec.name} has no fidelity setting: --fidelity {selection.fidelity:g} is ignored")
+    return component
 
 
 def _default_note(spec: ComponentSpec) -> str | None:
@@ -227,7 +232,8 @@ def _build_restorer(spec: ComponentSpec, selection: ComponentSelection, device: 
     from facefix.backends import apply_backend
     from facefix.weights import default_cache_dir
 
-    restorer = build(spec, device=device, resolver=resolver, selection=selection, weights_path=selection.weights)
+    restorer = build(spec, device=device, resolver=resolver, selection=selection, weights_path=selection.weights,
+                     note=note)
     return apply_backend(restorer, selection.backend, selection.precision, device, selection.onnx,
                          default_cache_dir().parent / "onnx", warn=note)
 

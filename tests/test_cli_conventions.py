@@ -140,3 +140,18 @@ def test_an_encoder_that_cannot_start_says_why_in_one_line():
 [vost#0:0/h264_nvenc @ 0x564b2afe1bc0] [enc:h264_nvenc @ 0x564b2afe2580] Could not open encoder before EOF
 [out#0/mp4 @ 0x564b2afe0980] Nothing was written into output file, because at least one of its streams received no packets."""
     assert ffmpeg_reason(printed) == "the encoder could not start: Cannot load libcuda.so.1"
+
+
+def test_fidelity_given_to_a_restorer_without_one_gets_a_note(tmp_path):
+    from conftest import PROJECT
+    from facefix import compose
+
+    notes: list[str] = []
+    compose.assemble(compose.ComponentSelection(restorer="compact", fidelity=0.5, blender="soft"), quiet=True,
+                     note=notes.append)
+    assert "facefix: note: compact has no fidelity setting: --fidelity 0.5 is ignored" in notes
+    notes.clear()
+    compose.assemble(compose.ComponentSelection(restorer="gfpgan", fidelity=0.5, blender="soft", backend="torch",
+                                                weights=PROJECT / "tests" / "fixtures" / "gfpgan" / "clean_main.pth"),
+                     quiet=True, note=notes.append)
+    assert not any("fidelity" in note for note in notes)  # GFP-GAN honours it

@@ -102,7 +102,7 @@ def export_command(card: NetworkCard) -> click.Command:
             spec = _spec_of(card, variant)
             selection = compose.ComponentSelection(fidelity=fidelity, device="cpu", parser_weights=parser_weights)
             restorer = compose.build(spec, device="cpu", resolver=resolver, selection=selection,
-                                     weights_path=weights_path)
+                                     weights_path=weights_path, note=lambda text: click.echo(text, err=True))
             face = None
             if sample is not None:
                 face = cv2.resize(read_image(sample).bgr8(), (restorer.input_size, restorer.input_size),
