@@ -70,10 +70,14 @@ def inverse_affine(affine: np.ndarray, face_scale: float, upscale: float) -> np.
     ``face_scale`` (= output size / input size) times larger, and the canvas is the
     input image resized by ``upscale``.
     """
-    forward = np.vstack([affine, [0.0, 0.0, 1.0]])
-    face_from_image = _pixel_scale(face_scale) @ forward
+    face_from_image = np.vstack([scaled_affine(affine, face_scale), [0.0, 0.0, 1.0]])
     canvas_from_image = _pixel_scale(upscale)
     return (canvas_from_image @ np.linalg.inv(face_from_image))[:2]
+
+
+def scaled_affine(affine: np.ndarray, scale: float) -> np.ndarray:
+    """2x3 matrix from the image to the crop ``affine`` makes, resized ``scale`` times."""
+    return (_pixel_scale(scale) @ np.vstack([affine, [0.0, 0.0, 1.0]]))[:2]
 
 
 def _pixel_scale(scale: float) -> np.ndarray:

@@ -28,6 +28,7 @@ from facefix.errors import FacefixError, InputError, one_line
 from facefix.atomic import write_bytes_atomic
 from facefix.image_io import Image, encode_image, from_canvas, read_image, to_canvas
 from facefix.parsing import parse_for_paste
+from facefix.sources import not_a_regular_file
 from facefix.upsamplers import background as enlarged_background
 
 #: Faces whose eyes are closer than this (pixels) can't be aligned meaningfully.
@@ -212,8 +213,6 @@ def plan_images(files: list[tuple[Path | str, Path]], out_dir: Path, options: Pi
     both engines plan the same run whatever order their workers finish in.
     """
     from facefix.image_io import image_format
-
-    from facefix.sources import not_a_regular_file
 
     inputs = {Path(path).resolve() for path, _ in files if isinstance(path, Path)}
     claimed: set[Path] = set()
@@ -598,8 +597,7 @@ def with_own_detail(restored: np.ndarray, pixels: np.ndarray, face: AlignedFace,
     big = int(round(paste))
     scale = big / input_size
     source = pixels if pixels.ndim == 3 else pixels[:, :, None].repeat(3, axis=2)
-    hr_affine = np.asarray(face.affine, np.float64) * scale
-    hr_affine[:, 2] += 0.5 * (scale - 1.0)  # pixel centres, as OpenCV resizes
+    hr_affine = alignment.scaled_affine(np.asarray(face.affine, np.float64), scale)
     fine = cv2.warpAffine(np.ascontiguousarray(source[:, :, :3]), hr_affine, (big, big), flags=cv2.INTER_CUBIC,
                           borderMode=cv2.BORDER_REFLECT101).astype(np.float32)
     coarse = cv2.resize(cv2.resize(fine, (size, size), interpolation=cv2.INTER_AREA), (big, big),

@@ -11,6 +11,11 @@ import click
 from facefix.errors import FacefixError, one_line
 
 
+def raise_interrupt(signum: int, frame: object) -> None:
+    """A signal handler: ``kill`` (SIGTERM) stops a command as Ctrl-C does, cleaning up alike."""
+    raise KeyboardInterrupt
+
+
 def fail(message: str) -> NoReturn:
     """``Error: <one line>`` on stderr, exit status 1."""
     click.echo(f"Error: {one_line(message)}", err=True)

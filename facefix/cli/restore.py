@@ -9,15 +9,11 @@ from pathlib import Path
 import click
 
 from facefix.cli.common import (fail, image_output_options, input_images, inputs_and_output,
-                                single_file_output, make_output_folder)
+                                make_output_folder, raise_interrupt, single_file_output)
 from facefix.cli.options import component_options, engine_options
 from facefix.compose import ComponentSelection
 from facefix.distributed import EngineOptions, require_ray
 from facefix.errors import FacefixError
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
 
 
 @click.command(name="restore")
@@ -80,7 +76,7 @@ def restore_command(paths: tuple[str, ...], input_options: tuple[str, ...], outp
     else:
         # Ctrl-C and `kill` (SIGTERM) stop between files' writes alike: an output being written
         # is removed with its temporary, and the summary says what was written
-        previous = signal.signal(signal.SIGTERM, _interrupt)
+        previous = signal.signal(signal.SIGTERM, raise_interrupt)
         try:
             summary = pipeline.run(files, output)
         except KeyboardInterrupt:

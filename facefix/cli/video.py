@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from facefix.cli.common import fail
+from facefix.cli.common import fail, raise_interrupt
 from facefix.cli.options import component_options, engine_options
 from facefix.compose import ComponentSelection
 from facefix.distributed import EngineOptions, require_ray
@@ -28,10 +28,6 @@ def default_output(source: Path) -> Path:
 
     suffix = source.suffix if source.suffix.lower() in CONTAINERS else ".mp4"
     return source.with_name(f"{source.stem}{DEFAULT_SUFFIX}{suffix}")
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
 
 
 def _time_option(value: str | None, name: str) -> float | None:
@@ -138,7 +134,7 @@ def video_command(source: Path, output_argument: Path | None, output: Path | Non
                        f"{info.frames_between(start_s, end_s)} frames, audio: {audio}; ffmpeg "
                        f"{'.'.join(map(str, version)) if version else '(unversioned build)'}: {ffmpeg_exe}", err=True)
         # `kill` (SIGTERM) cleans up as Ctrl-C does: the temporary file goes too
-        previous = signal.signal(signal.SIGTERM, _interrupt)
+        previous = signal.signal(signal.SIGTERM, raise_interrupt)
         try:
             if engine.distributed:
                 from facefix.distributed.video import restore_video
