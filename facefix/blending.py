@@ -229,14 +229,17 @@ def match_color(
     reference: np.ndarray,
     mask: np.ndarray | None = None,
     value_range: float = 255.0,
+    lightness_spread: bool = False,
 ) -> np.ndarray:
-    """Give ``face`` the per-channel Lab mean and std of ``reference`` (both BGR).
+    """Give ``face`` the Lab mean of ``reference`` (both BGR), and the std of its a and b.
 
     ``reference`` is the aligned original crop; it (and ``mask``) is resized to the
     face's size when it differs. Lab separates lightness from chroma, so a restorer's
     tint or exposure drift is undone without flattening its detail. Values are divided
     by ``value_range`` (255 or 65535) for the conversion; ``mask`` restricts the
-    statistics to pixels where ``mask > 0.5``. Returns float32, same shape and range.
+    statistics to pixels where ``mask > 0.5``. ``lightness_spread`` also matches the
+    lightness std, which undoes the contrast a restorer brought back to a blurred face.
+    Returns float32, same shape and range.
     """
     face_f = np.asarray(face, dtype=np.float32)
     h, w = face_f.shape[:2]
@@ -263,6 +266,8 @@ def match_color(
     ref_mean, ref_std = ref_px.mean(0, dtype=np.float64), ref_px.std(0, dtype=np.float64)
     # A flat channel has no spread to rescale: only shift its mean.
     gain = np.where(face_std > 1e-6, ref_std / np.maximum(face_std, 1e-6), 1.0)
+    if not lightness_spread:  # the restorer's contrast is what it restored: keep it
+        gain[0] = 1.0
     out_lab = (face_lab - face_mean) * gain + ref_mean
     out = lab_to_bgr(out_lab)
     return (np.clip(out, 0.0, 1.0) * float(value_range)).astype(np.float32)

@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from facefix import plugins
 from facefix.components import ComponentContext, ComponentSpec
-from facefix.errors import ComponentError, FacefixError
+from facefix.errors import ComponentError, FacefixError, WeightsError, one_line
 from facefix.weights import WeightsResolver, get_entry
 
 
@@ -221,7 +221,22 @@ def assemble(selection: ComponentSelection, *, aligned: bool = False, quiet: boo
             raise FacefixError("--parser none, but the chosen restorer or blender needs parsing maps")
     elif selection.parser is not None or needs_parsing:
         spec = choose("parser", selection.parser, resolver)
-        built["parser"], how = _build_parser(spec, selection, torch_device, resolver, note)
+        try:
+            built["parser"], how = _build_parser(spec, selection, torch_device, resolver, note)
+        except WeightsError as error:
+            # Only the blender wanted a parser: paste with the default blender rather than fail
+            # a run that can do without (offline, every parser needs a download).
+            if selection.parser is not None or getattr(built["restorer"], "needs_parsing", False):
+                raise
+            fallback = choose("blender", None, resolver)
+            built["blender"] = build(fallback, device=torch_device, resolver=resolver, selection=selection)
+            if getattr(built["blender"], "needs_parsing", False):
+                raise
+            note(one_line(f"facefix: note: the {names['blender']} blender needs a face parser, and none is on "
+                          f"disk: pasting with {fallback.name} instead ({error})"))
+            chosen[chosen.index(f"blender {names['blender']}")] = f"blender {fallback.name}"
+            names["blender"] = fallback.name
+            return Assembly(built, chosen, torch_device, names)
         names["parser"] = spec.name
         chosen.append(f"parser {spec.name}" + (f" ({how})" if how else ""))
     return Assembly(built, chosen, torch_device, names)

@@ -51,7 +51,7 @@ class FaceOptions:
     only_center_face: bool = False
     largest_face: bool = False
     min_face_size: float = 0.0
-    color_match: bool = False
+    color_match: bool = True  # undo the restorer's colour drift (tint, lost cast)
     blend: float = 1.0  # share of the restored face mixed with the original (1: restored only)
     keep_detail: bool = True  # faces larger than the restorer's output keep their finer detail
 
@@ -304,8 +304,12 @@ class ImageStages:
             if self.options.aligned:
                 face = job.faces[0]
                 pixels = face.restored
-                if faces.blend < 1.0:
-                    mixed = blend_with_original(pixels, original_at_output_size(face, self.output_size), faces.blend)
+                if faces.blend < 1.0 or faces.color_match:
+                    original = original_at_output_size(face, self.output_size).astype(np.float32)
+                    mixed = pixels.astype(np.float32)
+                    if faces.color_match:
+                        mixed = match_color(mixed, original)
+                    mixed = blend_with_original(mixed, original, faces.blend)
                     pixels = np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
                 if stored_gray(job.image.pixels):
                     pixels = np.clip(np.rint(as_gray(pixels.astype(np.float32))), 0, 255).astype(np.uint8)
@@ -607,7 +611,7 @@ def with_own_detail(restored: np.ndarray, pixels: np.ndarray, face: AlignedFace,
 
 
 def paste_faces(pixels: np.ndarray, faces: list[AlignedFace], restorer: Any, blender: Any, upscale: float,
-                color_match: bool = False, blend: float = 1.0, upsampler: Any | None = None,
+                color_match: bool = True, blend: float = 1.0, upsampler: Any | None = None,
                 seconds: dict[str, float] | None = None, keep_detail: bool = True) -> np.ndarray:
     """The whole image resized by ``upscale`` with every restored face pasted back.
 

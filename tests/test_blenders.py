@@ -371,3 +371,17 @@ def test_alpha_composite_draws_in_place_only_when_asked(scene):
     assert drawn is canvas
     np.testing.assert_array_equal(drawn, copied)  # the same pixels either way
     assert not np.array_equal(drawn, before)
+
+
+def test_match_color_keeps_the_restored_contrast_unless_asked(scene):
+    reference = scene[1]
+    contrasty = np.clip((reference - reference.mean()) * 1.4 + reference.mean() + 8, 0, 255)
+
+    def lightness_std(image: np.ndarray) -> float:
+        return float(cv2.cvtColor((image / 255).astype(np.float32), cv2.COLOR_BGR2Lab)[..., 0].std())
+
+    kept = blending.match_color(contrasty, reference)
+    flattened = blending.match_color(contrasty, reference, lightness_spread=True)
+    assert abs(lightness_std(kept) - lightness_std(contrasty)) < 0.05 * lightness_std(contrasty)
+    assert abs(lightness_std(flattened) - lightness_std(reference)) < 0.05 * lightness_std(reference)
+    assert abs(lab_mean(kept)[0] - lab_mean(reference)[0]) < 1.0  # the mean lightness is matched still

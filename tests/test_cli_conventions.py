@@ -155,3 +155,45 @@ def test_fidelity_given_to_a_restorer_without_one_gets_a_note(tmp_path):
                                                 weights=PROJECT / "tests" / "fixtures" / "gfpgan" / "clean_main.pth"),
                      quiet=True, note=notes.append)
     assert not any("fidelity" in note for note in notes)  # GFP-GAN honours it
+
+
+def face_box(image: np.ndarray) -> tuple[slice, slice]:
+    from facefix import compose
+
+    detector = compose.assemble(compose.ComponentSelection(restorer="passthrough", blender="soft"),
+                                quiet=True).get("detector")
+    x0, y0, x1, y1 = (int(value) for value in detector.detect(image)[0].box)
+    return slice(y0, y1), slice(x0, x1)
+
+
+def test_a_tinted_scan_keeps_its_cast_in_the_face(tmp_path):
+    """The network restores faces toward natural skin: without colour matching a green
+    scan's face loses its green and the paste square shows against the hair."""
+    photo = cv2.imread(str(shared_path("photos", "gfpgan__inputs_whole_imgs_Blake_Lively.jpg")))
+    green = np.clip(photo.astype(np.float32) * np.array([0.9, 1.12, 0.9], np.float32), 0, 255).astype(np.uint8)
+    cv2.imwrite(str(tmp_path / "green.png"), green)
+    box = face_box(green)
+    lost = {}
+    for name, extra in (("matched", []), ("unmatched", ["--no-color-match"])):
+        result = run("restore", tmp_path / "green.png", tmp_path / name, "--restorer", "compact", *extra, "--quiet")
+        assert result.exit_code == 0, result.output
+        out = cv2.imread(str(tmp_path / name / "green.png")).astype(np.float64)
+        excess_green = lambda pixels: (pixels[..., 1] - (pixels[..., 0] + pixels[..., 2]) / 2)[box].mean()  # noqa: E731
+        lost[name] = excess_green(green.astype(np.float64)) - excess_green(out)
+    assert abs(lost["matched"]) < 2.0, lost
+    assert lost["unmatched"] > 4.0, lost  # what the network alone does to the cast
+
+
+def test_the_parse_blender_without_a_parser_on_disk_falls_back_with_a_note(tmp_path, monkeypatch):
+    monkeypatch.setenv("FACEFIX_OFFLINE", "1")
+    monkeypatch.setenv("FACEFIX_HOME", str(tmp_path / "home"))
+    source = tmp_path / "a.jpg"
+    shutil.copy(shared_path("photos", PHOTO), source)
+    result = run("restore", source, tmp_path / "out", "--restorer", "passthrough", "--blender", "parse")
+    assert result.exit_code == 0, result.output
+    said = result.output  # stdout and stderr
+    assert "facefix: note: the parse blender needs a face parser, and none is on disk: pasting with soft instead" in said
+    assert "blender soft" in said and (tmp_path / "out" / "a.jpg").is_file()
+    result = run("restore", source, tmp_path / "named", "--restorer", "passthrough", "--blender", "parse",
+                 "--parser", "parsenet", "--quiet")
+    assert result.exit_code == 1 and "downloads are off" in result.output  # a parser asked for by name

@@ -235,7 +235,8 @@ def test_blend_mixes_each_restored_face_with_its_original(tmp_path, shared_weigh
     original = cv2.resize(crop, (size, size), interpolation=cv2.INTER_CUBIC).astype(np.float64)
     assert np.array_equal(outputs["0"], original)  # 0: the original face, as the restorer saw it
     expected = np.clip(np.rint(0.25 * outputs["1"] + 0.75 * original), 0, 255)
-    assert np.abs(outputs["0.25"] - expected).max() == 0
+    # one level at most: the mix takes the colour-matched face before it is rounded to 8 bits
+    assert np.abs(outputs["0.25"] - expected).max() <= 1
     assert psnr(outputs["1"], original) < 40  # the restorer did change the face
 
 

@@ -32,7 +32,8 @@ SELECTION_OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
                                                 "weights are on disk, else compact, which ships with facefix; "
                                                 "with --weights, the network the file holds)."),
     "blender": _option("--blender", default=None,
-                            help="Paste-back blender: soft, parse, poisson, ... (default: soft)."),
+                            help="Paste-back blender: soft, parse (face classes; needs a parser), poisson (seamless, but pulls "
+                                 "the surrounding colour into the face), ... (default: soft)."),
     "device": _option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="auto", show_default=True),
     "model_dir": _option("--model-dir", type=click.Path(file_okay=False, path_type=Path),
                               envvar="FACEFIX_MODEL_DIR",
@@ -77,8 +78,9 @@ FACE_OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "largest_face": _option("--largest-face", is_flag=True, help="Restore only the largest face."),
     "min_face_size": _option("--min-face-size", type=click.FloatRange(min=0), default=0, show_default=True,
                                   help="Skip faces whose box is smaller than this many pixels."),
-    "color_match": _option("--color-match", is_flag=True,
-                                help="Match each restored face's colour statistics to the original."),
+    "color_match": _option("--color-match/--no-color-match", default=True, show_default=True,
+                                help="Give each restored face the original's colour (Lab mean; a/b spread) so "
+                                     "the restorer adds no tint and keeps the photo's cast; its contrast stays."),
     "blend": _option("--blend", type=click.FloatRange(0, 1), default=1.0, show_default=True,
                           help="Mix each restored face with the original before paste-back (facefusion's "
                                "enhancer blend): 1 = restored only, 0 = the original face."),

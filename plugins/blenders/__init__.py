@@ -183,5 +183,6 @@ def register_blenders(register):
     register(
         "poisson",
         _poisson,
-        description="gradient-domain seamless clone inside the soft mask; hides colour seams",
+        description="gradient-domain seamless clone inside the soft mask: hides seams, but pulls the "
+        "surrounding colour (background, hair) into the face",
     )
