@@ -159,3 +159,20 @@ def test_a_detection_threshold_of_zero_is_a_threshold(name, shared_weights):
                                selection=compose.ComponentSelection(detection_threshold=0.0)).detect(image)
     assert len(everything) > len(default) == 6
     assert min(face.score for face in everything) < 0.8 <= min(face.score for face in default)
+
+
+def test_the_bundled_detector_takes_no_banister_knob_for_a_face(shared_weights):
+    """At RetinaFace's own 0.8 the bundled export finds a fourth "face" in GFPGAN's 10045.png,
+    a 27 px banister knob scored 0.877; its calibrated default keeps the three real ones."""
+    from facefix import compose
+
+    resolver = WeightsResolver(model_dir=shared_weights, allow_download=False, progress=False)
+    spec = plugins.get_component("detector", "retinaface_bundled")
+    image = cv2.imread(str(shared_path("photos", "gfpgan__inputs_whole_imgs_10045.png")))
+    default = compose.build(spec, device="cpu", resolver=resolver).detect(image)
+    lenient = compose.build(spec, device="cpu", resolver=resolver,
+                            selection=compose.ComponentSelection(detection_threshold=0.8)).detect(image)
+    assert len(default) == 3 and min(face.score for face in default) > 0.99
+    assert len(lenient) == 4
+    knob = min(lenient, key=lambda face: face.score)
+    assert 0.8 < knob.score < 0.97 and knob.box[2] - knob.box[0] < 40
