@@ -223,3 +223,32 @@ def test_lr_schedules_scale_every_group_from_its_own_rate():
     assert lr_factor({}, 5, 10) == 1.0
     with pytest.raises(Exception, match="unknown lr schedule"):
         lr_factor({"kind": "sawtooth"}, 0, 10)
+
+
+def test_landmarks_are_detected_once_with_a_bar_and_reused_by_every_run(faces, tmp_path, monkeypatch, capsys):
+    """Detecting a training set's landmarks took minutes in silence, again for every run
+    folder: now a bar shows it and the cache outside the run folder serves the next run."""
+    import json
+    import shutil
+
+    from facefix.training import components
+
+    files = sorted((faces / "images").iterdir())[:3]
+    cache = tmp_path / "landmarks.json"
+    first = components.detect_landmarks(files, 64, cache)
+    assert "landmarks of 3 training faces" in capsys.readouterr().err
+    assert first.shape == (3, 5, 2) and not np.allclose(first[0], first[1])  # detected, not the template
+    calls = []
+    monkeypatch.setattr(components, "_detector", lambda model_dir: calls.append(model_dir))
+    again = components.detect_landmarks(files, 64, cache)
+    assert calls == [] and np.array_equal(again, first) and capsys.readouterr().err == ""
+    # a copy elsewhere is another file (an edited one too: its length or time changed)
+    copy = tmp_path / files[0].name
+    shutil.copy(files[0], copy)
+    monkeypatch.undo()
+    both = components.detect_landmarks([files[0], copy], 64, cache)
+    assert np.allclose(both[0], both[1], atol=1e-3)
+    assert len(json.loads(cache.read_text())) == 4
+    # the default cache is shared by runs: under FACEFIX_HOME, by training size
+    assert components.landmark_cache(128).parent.parent == components.landmark_cache(64).parent.parent
+    assert components.landmark_cache(128).name == "128px.json"

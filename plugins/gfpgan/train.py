@@ -128,8 +128,8 @@ class GFPGANRecipe:
     def setup(self, trainer) -> None:
         if self.options["components"]:
             model_dir = Path(self.options["model_dir"]) if self.options["model_dir"] else None
-            landmarks = detect_landmarks(trainer.train_set.files, trainer.config.size, trainer.out / "landmarks.json",
-                                         model_dir=model_dir, quiet=trainer.quiet)
+            landmarks = detect_landmarks(trainer.train_set.files, trainer.config.size, model_dir=model_dir,
+                                         quiet=trainer.quiet)
             self.boxes = torch.from_numpy(np.stack([component_boxes(p) for p in landmarks]))
 
     def lr(self, key: str) -> float:
