@@ -24,6 +24,8 @@ from facefix.errors import ComponentError
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "output"
+#: An export's metadata key for the fidelity its ``weight`` input takes when none is given.
+DEFAULT_FIDELITY_KEY = "facefix_default_fidelity"
 DEFAULT_OPSET = 17
 
 
@@ -172,35 +174,46 @@ def export_restorer(
     import onnx
     import torch
 
+    from facefix.restorers import FIDELITY_INPUT
+
     path = Path(path)
-    module = restorer.export_module().eval().cpu().float()
+    fidelity = getattr(restorer, "fidelity", None)
+    with_fidelity = fidelity is not None and hasattr(restorer, "onnx_module")
+    module = (restorer.onnx_module() if with_fidelity else restorer.export_module()).eval().cpu().float()
     size = restorer.input_size
     if sample is None:
         sample = _synthetic_face(size)
     example = torch.from_numpy(restorer.normalization.to_network(sample[None]))
+    examples = (example, torch.tensor([fidelity], dtype=torch.float32)) if with_fidelity else (example,)
+    names = [INPUT_NAME, FIDELITY_INPUT] if with_fidelity else [INPUT_NAME]
     with torch.inference_mode():
-        reference = module(example).float().numpy()
+        reference = module(*examples).float().numpy()
     export_module = module.half() if fp16 else module
-    export_input = example.half() if fp16 else example
+    export_inputs = tuple(item.half() for item in examples) if fp16 else examples
     try:
         with atomic_path(path) as temporary, weights_apart(temporary, path, separate_weights):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # exporter chatter (legacy-exporter deprecation, tracer warnings)
                 torch.onnx.export(
                     export_module,
-                    (export_input,),
+                    export_inputs,
                     str(temporary),
-                    input_names=[INPUT_NAME],
+                    input_names=names,
                     output_names=[OUTPUT_NAME],
                     opset_version=opset,
                     dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None,
                     do_constant_folding=True,
                     dynamo=False,
                 )
+            if with_fidelity:  # what a plain onnxruntime user (and --restorer onnx) feeds by default
+                model = onnx.load(str(temporary), load_external_data=False)
+                onnx.helper.set_model_props(model, {DEFAULT_FIDELITY_KEY: repr(float(fidelity))})
+                onnx.save_model(model, str(temporary))
             onnx.checker.check_model(str(temporary), full_check=True)
             session, provider = create_session(temporary, "cpu")
-            feed = example.numpy().astype(np.float16 if fp16 else np.float32)
-            output = session.run(None, {session.get_inputs()[0].name: feed})[0].astype(np.float32)
+            dtype = np.float16 if fp16 else np.float32
+            feed = {item.name: tensor.numpy().astype(dtype) for item, tensor in zip(session.get_inputs(), examples)}
+            output = session.run(None, feed)[0].astype(np.float32)
     finally:
         module.float()
     return ExportReport(path=path, max_abs_difference=float(np.abs(output - reference).max()), provider=provider,
@@ -224,7 +237,8 @@ class OnnxRestorer:
 
     Input ``(N or 1, 3, S, S)`` float RGB in the model's normalisation, output the same
     layout at the output size. A model whose batch axis is fixed at 1, and any model on
-    a CPU, is run face by face. A second input named ``weight`` (CodeFormer's fidelity) is fed ``fidelity``.
+    a CPU, is run face by face. A second input named ``weight`` (CodeFormer's fidelity, and facefix's
+    exports') is fed ``fidelity``; without one, the value the export recorded, else CodeFormer's 0.5.
     """
 
     needs_parsing = False
@@ -253,7 +267,10 @@ class OnnxRestorer:
             if item is self.image_input:
                 continue
             if item.name == "weight":
-                value = 0.5 if fidelity is None else float(fidelity)
+                if fidelity is None:  # the export's own default, else CodeFormer's
+                    stored = self.session.get_modelmeta().custom_metadata_map.get(DEFAULT_FIDELITY_KEY)
+                    fidelity = float(stored) if stored is not None else 0.5
+                value = float(fidelity)
                 dtype = np.float64 if "double" in item.type else np.float32
                 self.extra_inputs[item.name] = np.array([value] if item.shape else value, dtype)
             else:
@@ -290,7 +307,8 @@ CACHE_FORMAT = 2
 
 def cached_export_path(restorer: Any, cache_dir: Path) -> Path:
     """Where ``--backend onnx`` keeps the automatic export of ``restorer``."""
-    digest = hashlib.sha256(f"{restorer.export_key()}:format{CACHE_FORMAT}".encode()).hexdigest()[:16]
+    key = restorer.onnx_key() if hasattr(restorer, "onnx_key") else restorer.export_key()
+    digest = hashlib.sha256(f"{key}:format{CACHE_FORMAT}".encode()).hexdigest()[:16]
     return cache_dir / f"{restorer.name or 'restorer'}-{digest}.onnx"
 
 
@@ -305,9 +323,10 @@ def onnx_backend(restorer: Any, device: str, onnx_path: Path | None, cache_dir: 
             print(f"facefix: exporting {restorer.name or 'the restorer'} to ONNX once: {onnx_path}", file=sys.stderr)
             export_restorer(restorer, onnx_path, dynamic_batch=True, separate_weights=True)
 
-        runner = from_cache(onnx_path, export, lambda: OnnxRestorer(onnx_path, device, restorer.normalization))
+        runner = from_cache(onnx_path, export, lambda: OnnxRestorer(onnx_path, device, restorer.normalization,
+                                                                    fidelity=getattr(restorer, "fidelity", None)))
     else:
-        runner = OnnxRestorer(onnx_path, device, restorer.normalization)
+        runner = OnnxRestorer(onnx_path, device, restorer.normalization, fidelity=getattr(restorer, "fidelity", None))
     if (runner.input_size, runner.output_size) != (restorer.input_size, restorer.output_size):
         raise ComponentError(
             f"{onnx_path}: model maps {runner.input_size}→{runner.output_size} px, "

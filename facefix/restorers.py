@@ -34,6 +34,7 @@ class TorchRestorer:
         precisions: tuple[str, ...] = ("fp32", "bf16", "fp16"),
         exportable: bool = True,
         export_tag: str = "",
+        fidelity_control: object | None = None,
     ):
         self.module = module.eval().to(device)
         self.input_size = input_size
@@ -46,6 +47,8 @@ class TorchRestorer:
         self.precisions = precisions  # what the network is known to run correctly in
         self.exportable = exportable  # whether it converts to ONNX (auto picks onnxruntime on CPU)
         self.export_tag = export_tag  # what else an export bakes in (e.g. the fidelity), for its cache key
+        # the network's FidelityControl: ONNX exports take the fidelity as their ``weight`` input
+        self.fidelity_control = fidelity_control
 
     def forward(self, batch: torch.Tensor, parsing: torch.Tensor | None = None) -> torch.Tensor:
         """Normalised input → normalised output (override for extra inputs or outputs)."""
@@ -72,6 +75,42 @@ class TorchRestorer:
         name and, when loaded from a file, that file's path, size and modification time,
         then the export tag (settings baked into the graph, such as the fidelity)."""
         return weights_key(self.name, self.weights, self.export_tag)
+
+    @property
+    def fidelity(self) -> float | None:
+        """The fidelity the network runs at, when it has one."""
+        return None if self.fidelity_control is None else float(self.fidelity_control.fidelity)
+
+    def onnx_module(self) -> torch.nn.Module:
+        """The module to export to ONNX: :meth:`export_module`, with the fidelity as a second
+        input (:class:`FidelityInput`) when the network has one, so one file serves every value."""
+        if self.fidelity_control is None:
+            return self.export_module()
+        return FidelityInput(self.export_module(), self.fidelity_control)
+
+    def onnx_key(self) -> str:
+        """:meth:`export_key` for :meth:`onnx_module`: the fidelity is not baked in."""
+        if self.fidelity_control is None:
+            return self.export_key()
+        return weights_key(self.name, self.weights, "fidelity-input")
+
+
+#: The name of an exported graph's fidelity input: CodeFormer's, which onnxruntime users know.
+FIDELITY_INPUT = "weight"
+
+
+class FidelityInput(torch.nn.Module):
+    """``module(x)`` with ``control``'s fidelity taken from the second input, a ``(1,)``
+    tensor in [0, 1] (see ``FidelityControl.fidelity_from``)."""
+
+    def __init__(self, module: torch.nn.Module, control: object):
+        super().__init__()
+        self.module = module
+        self._control = [control]  # a list: not a second registration of the network's weights
+
+    def forward(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        with self._control[0].fidelity_from(weight.to(x.dtype)):
+            return self.module(x)
 
 
 class ImageOnly(torch.nn.Module):

@@ -69,3 +69,27 @@ def read_any(path: Path) -> np.ndarray:
 def isolated_facefix_home(tmp_path_factory, monkeypatch):
     """Tests never touch the user's cache (~/.cache/facefix): weights, ONNX exports."""
     monkeypatch.setenv("FACEFIX_HOME", str(tmp_path_factory.getbasetemp() / "facefix-home"))
+
+
+def assert_one_export_serves_every_fidelity(onnx_path: Path, restorer_name: str, weights: Path, face: Path,
+                                            moves: bool = True) -> None:
+    """The export at ``onnx_path`` takes the fidelity as its ``weight`` input: at two
+    settings it gives what the PyTorch network gives at each, and (``moves``) the two differ."""
+    import cv2
+
+    from facefix import compose, plugins
+    from facefix.onnx import OnnxRestorer
+    from facefix.weights import WeightsResolver
+
+    resolver = WeightsResolver(allow_download=False, progress=False)
+    outputs = []
+    for fidelity in (0.2, 1.0):
+        network = compose.build(plugins.get_component("restorer", restorer_name), device="cpu", resolver=resolver,
+                                selection=compose.ComponentSelection(fidelity=fidelity), weights_path=weights)
+        pixels = cv2.resize(read_any(face)[:, :, :3], (network.input_size,) * 2, interpolation=cv2.INTER_AREA)
+        exported = OnnxRestorer(onnx_path, "cpu", network.normalization, fidelity=fidelity).restore(pixels[None])
+        expected = network.restore(pixels[None])
+        assert np.abs(exported.astype(int) - expected.astype(int)).max() <= 2, fidelity
+        outputs.append(exported.astype(int))
+    if moves:
+        assert np.abs(outputs[0] - outputs[1]).max() > 2  # the input does move the output

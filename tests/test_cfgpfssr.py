@@ -14,7 +14,7 @@ from facefix.nn.stylegan2 import StyleGAN2Generator
 from facefix_plugins.cfgpfssr.arch import CPU256_CONFIG, FULL_CONFIG, CFGPFSSRNet, resize_parsing
 from facefix_plugins.cfgpfssr.network import infer_config, load_prior, parser_card
 from facefix_plugins.cfgpfssr.train import make_low_resolution
-from conftest import copy_faces, read_any, read_rows, shared_path
+from conftest import assert_one_export_serves_every_fidelity, copy_faces, read_any, read_rows, shared_path
 
 TINY = dict(out_size=64, in_size=8, rrdb_blocks=1, rrdb_channels=8, rrdb_growth=4, channel_multiplier=1,
             narrow=1 / 32, style_dim=16, num_mlp=2, head_channels=8)
@@ -177,6 +177,9 @@ def test_train_with_a_frozen_prior_restore_and_export(faces, parser_file, tmp_pa
                                         str(tmp_path / "cfgpfssr.onnx")])
     assert exported.exit_code == 0, exported.output
     assert float(exported.output.rsplit("= ", 1)[1].split()[0]) < 2 / 255  # onnxruntime vs torch, [-1, 1] units
+    # parity at both settings (its SFT starts as the identity: 3 steps leave the fidelity little to move)
+    assert_one_export_serves_every_fidelity(tmp_path / "cfgpfssr.onnx", "cfgpfssr", run / "final.pth", face,
+                                            moves=False)
 
     # whole photo: every small face aligned at the input size, pasted back at 8x, the image 4x
     photo = shared_path("photos", "insightface_t1.jpg")

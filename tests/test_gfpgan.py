@@ -132,8 +132,9 @@ def test_export_then_onnx_backend_within_one_level(tmp_path):
     exported = invoke("export", "gfpgan", "--weights", weights, "-o", tmp_path / "m.onnx", "--sample", face)
     assert exported.exit_code == 0, exported.output
     assert "ONNX checker passed" in exported.output
-    difference = float(exported.output.rsplit("= ", 1)[1].split()[0])
+    difference = float(exported.output.split("max |onnxruntime - torch| = ", 1)[1].split()[0])
     assert difference < 1e-4
+    assert "weight (1,), the fidelity in [0, 1] (checked at 1)" in exported.output
     for backend in ("torch", "onnx"):
         extra = ["--backend", "onnx", "--onnx", tmp_path / "m.onnx"] if backend == "onnx" else ["--backend", "torch"]
         result = invoke("restore", face, tmp_path / backend, "--aligned", "--restorer", "gfpgan", "--weights", weights,
@@ -170,13 +171,18 @@ def test_auto_backend_runs_onnxruntime_on_cpu_and_caches_the_export(tmp_path):
     assert first.exit_code == 0 and "onnxruntime CPUExecutionProvider" in first.output
     assert "exporting" in first.output and len(list((home / "onnx").glob("*.onnx"))) == 1
     second = runner.invoke(cli, ["restore", str(face), str(tmp_path / "b"), "--aligned", "--restorer", "gfpgan",
-                                 "--weights", str(weights), "--fidelity", "1"])
-    assert "exporting" not in second.output  # same weights and fidelity: the cached export
-    torch_run = runner.invoke(cli, ["restore", str(face), str(tmp_path / "c"), "--aligned", "--restorer", "gfpgan",
-                                    "--weights", str(weights), "--backend", "torch"])
-    assert "(torch fp32)" in torch_run.output
-    a, c = read_any(tmp_path / "a" / ADELE), read_any(tmp_path / "c" / ADELE)
-    assert np.abs(a.astype(int) - c.astype(int)).max() <= 1
+                                 "--weights", str(weights), "--fidelity", "0.5"])
+    # the same weights at another fidelity: the same export (the fidelity is its "weight" input)
+    assert second.exit_code == 0 and "exporting" not in second.output
+    assert len(list((home / "onnx").glob("*.onnx"))) == 1
+    for name, fidelity in (("c", "1"), ("d", "0.5")):
+        torch_run = runner.invoke(cli, ["restore", str(face), str(tmp_path / name), "--aligned", "--restorer",
+                                        "gfpgan", "--weights", str(weights), "--backend", "torch",
+                                        "--fidelity", fidelity])
+        assert "(torch fp32)" in torch_run.output
+    a, b, c, d = (read_any(tmp_path / name / ADELE).astype(int) for name in "abcd")
+    assert np.abs(a - c).max() <= 1 and np.abs(b - d).max() <= 1
+    assert np.abs(a - b).mean() > 1  # the fidelity input does change the face
 
 
 def test_precision_and_compile_backends_stay_close_to_fp32(tmp_path):

@@ -17,7 +17,7 @@ from facefix.nn.stylegan2 import StyleGAN2Generator
 from facefix.training.discriminators import StyleGAN2Discriminator
 from facefix_plugins.mmrb.arch import CPU128_CONFIG, FULL_CONFIG, MMRB, MMRBNet, PlainResidualBlock
 from facefix_plugins.mmrb.network import gpen_discriminator_state, gpen_key, load_additive_prior, load_gpen
-from conftest import PROJECT, copy_faces, read_any, read_rows, shared_path
+from conftest import PROJECT, assert_one_export_serves_every_fidelity, copy_faces, read_any, read_rows, shared_path
 
 FIXTURES = PROJECT / "tests" / "fixtures" / "mmrb"
 TINY = dict(out_size=32, style_dim=32, num_mlp=2, channel_multiplier=1, narrow=1 / 16)
@@ -201,3 +201,4 @@ def test_train_with_freezed_restore_export_and_onnx(faces, tmp_path, shared_weig
                                         str(tmp_path / "mmrb.onnx")])
     assert exported.exit_code == 0, exported.output
     assert float(exported.output.rsplit("= ", 1)[1].split()[0]) < 2 / 255  # onnxruntime vs torch, [-1, 1] units
+    assert_one_export_serves_every_fidelity(tmp_path / "mmrb.onnx", "mmrb", run / "final.pth", face)

@@ -91,7 +91,7 @@ def test_restorer_onnx_runs_a_third_party_model_from_the_cli(tmp_path):
     face_path = tmp_path / "face.png"
     cv2.imwrite(str(face_path), real_face(96))
     result = CliRunner().invoke(cli, ["restore", str(face_path), str(tmp_path / "out"), "--aligned",
-                                      "--restorer", "onnx", "--onnx", str(model), "--quiet"])
+                                      "--restorer", "onnx", "--onnx", str(model), "--quiet", "--no-color-match"])
     assert result.exit_code == 0, result.output
     got = read_any(tmp_path / "out" / "face.png")
     expected = restorer.restore(real_face(96)[None])[0]

@@ -83,7 +83,10 @@ def export_command(card: NetworkCard) -> click.Command:
     @click.command(name=card.name, help=f"Export the {card.title} restorer to ONNX, check it and compare with PyTorch.")
     @_shared_options(card, "Aligned face image")
     @click.option("--dynamic-batch", is_flag=True, help="Let the batch size vary at run time.")
-    @click.option("--fidelity", type=click.FloatRange(0, 1), default=None, help="Baked into the exported graph.")
+    @click.option("--fidelity", type=click.FloatRange(0, 1), default=None,
+                  help="For a network with a fidelity: the graph takes it as its 'weight' input, (1,) float32; "
+                       "this value is recorded as that input's default and checked against PyTorch. "
+                       "[default: 1]")
     @click.option("--parser-weights", type=click.Path(dir_okay=False, exists=True, path_type=Path),
                   help="Parser exported inside the graph, for a network that parses its input but whose "
                        "file carries no parser.")
@@ -113,5 +116,8 @@ def export_command(card: NetworkCard) -> click.Command:
             fail(str(error))
         click.echo(f"exported {spec.name} to {report.path} (opset {report.opset}); ONNX checker passed; "
                    f"max |onnxruntime - torch| = {report.max_abs_difference:.2e} on a {restorer.input_size}px face")
+        if getattr(restorer, "fidelity", None) is not None:
+            click.echo(f"inputs: input (N, 3, {restorer.input_size}, {restorer.input_size}) and weight (1,), the "
+                       f"fidelity in [0, 1] (checked at {restorer.fidelity:g})")
 
     return command

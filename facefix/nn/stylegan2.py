@@ -36,8 +36,9 @@ Design points:
 
 from __future__ import annotations
 
+import contextlib
 import math
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -559,6 +560,23 @@ class FidelityControl:
     def fidelity(self, value: float) -> None:
         self._fidelity = check_fidelity(value)
 
+    @contextlib.contextmanager
+    def fidelity_from(self, value: torch.Tensor) -> Iterator[None]:
+        """Within: the fidelity is the tensor ``value``, an exported graph's input, so one
+        ONNX file serves every setting (the networks compute with it, never branch on it)."""
+        saved = self._fidelity
+        self._fidelity = value  # type: ignore[assignment]
+        try:
+            yield
+        finally:
+            self._fidelity = saved
+
+
+def conditioned(strength: float | torch.Tensor) -> bool:
+    """Whether conditioning at ``strength`` can change the output: a tensor (a graph input
+    of any value) always can."""
+    return isinstance(strength, torch.Tensor) or strength > 0.0
+
 
 class ConstantInput(nn.Module):
     """Learned ``(1, C, size, size)`` input of the synthesis network (key: ``weight``)."""
@@ -621,20 +639,21 @@ def channel_split_sft(
     scale: torch.Tensor,
     shift: torch.Tensor,
     half: bool = True,
-    strength: float = 1.0,
+    strength: float | torch.Tensor = 1.0,
 ) -> torch.Tensor:
     """Spatial feature transform ``f * scale + shift``, on all channels or only the second half.
 
     ``half=True`` is GFP-GAN's channel-split SFT: the first ``C // 2`` channels pass
     unchanged (identity-preserving prior), the rest are modulated. ``strength`` in
     ``[0, 1]`` moves the transform toward identity: ``scale → 1 + strength * (scale - 1)``,
-    ``shift → strength * shift``; 1 applies the conditions exactly, 0 not at all.
+    ``shift → strength * shift``; 1 applies the conditions exactly, 0 not at all. A tensor
+    ``strength`` (an exported graph's fidelity input) is always applied by that formula.
     """
-    if strength <= 0.0:
-        return features
-    if strength < 1.0:
+    if isinstance(strength, torch.Tensor) or 0.0 < strength < 1.0:
         scale = 1.0 + strength * (scale - 1.0)
         shift = strength * shift
+    elif strength <= 0.0:
+        return features
     if not half:
         return features * scale + shift
     middle = features.shape[1] // 2

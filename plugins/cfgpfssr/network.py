@@ -106,7 +106,7 @@ class CFGPFSSRRestorer(TorchRestorer):
         self.network = network
         super().__init__(ParseAndSuperResolve(parser, network), input_size=network.in_size,
                          output_size=network.out_size, device=device, name=name, weights=weights,
-                         export_tag=str(network.fidelity))
+                         export_tag=str(network.fidelity), fidelity_control=network)
         # another parser (--parser) supplies labels of the aligned face: the pipeline passes them
         self.needs_parsing = external_parsing
 

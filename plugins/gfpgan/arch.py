@@ -46,6 +46,7 @@ from facefix.nn.stylegan2 import (
     channel_plan,
     channel_split_sft,
     check_fidelity,
+    conditioned,
 )
 
 #: Constructor options of the released checkpoints (``gfpgan.utils.GFPGANer``).
@@ -132,10 +133,10 @@ class _GFPGAN(FidelityControl, nn.Module):
 
         conditions: list[tuple[torch.Tensor, torch.Tensor]] = []
         rgbs: list[torch.Tensor] = []
-        if strength > 0.0 or return_rgb:  # the U-Net decoder is needed only for these
+        if conditioned(strength) or return_rgb:  # the U-Net decoder is needed only for these
             for level, block in enumerate(self.conv_body_up):
                 features = block(features + skips[-1 - level])
-                if strength > 0.0:
+                if conditioned(strength):
                     conditions.append((self.condition_scale[level](features), self.condition_shift[level](features)))
                 if return_rgb:
                     rgbs.append(self.toRGB[level](features))

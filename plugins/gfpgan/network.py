@@ -98,6 +98,7 @@ def restorer(network: LoadedNetwork, context: ComponentContext, name: str) -> To
     fidelity = 1.0 if context.fidelity is None else float(context.fidelity)
     network.module.fidelity = fidelity
     size = int(network.config["out_size"])
-    # the fidelity is baked into an export, so it is part of the export's cache key
+    # the fidelity is baked into a compiled package (part of its key); ONNX takes it as an input
     return TorchRestorer(ImageOnly(network.module), input_size=size, output_size=size, device=context.device,
-                         name=name, weights=network.path, export_tag=str(network.module.fidelity))
+                         name=name, weights=network.path, export_tag=str(network.module.fidelity),
+                         fidelity_control=network.module)

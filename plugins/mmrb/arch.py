@@ -200,7 +200,8 @@ class MMRBNet(FidelityControl, nn.Module):
         z, skips = self.encode(x)
         decoded = self.decode(skips)
         w = self.prior.style_mlp(z)
-        scaled = decoded if self._fidelity == 1.0 else [self._fidelity * d for d in decoded]
+        unscaled = not isinstance(self._fidelity, torch.Tensor) and self._fidelity == 1.0
+        scaled = decoded if unscaled else [self._fidelity * d for d in decoded]
         injected = [scaled[0]] + [d for d in scaled[1:] for _ in range(2)]
         image = self.prior(w, injected)
         rgbs = [head(d) for head, d in zip(self.to_rgbs, decoded[1:])] if return_rgb else None

@@ -53,9 +53,10 @@ def infer_config(state: Mapping[str, Any]) -> dict[str, Any]:
 def restorer(network: LoadedNetwork, context: ComponentContext, name: str) -> TorchRestorer:
     network.module.fidelity = 1.0 if context.fidelity is None else float(context.fidelity)
     size = int(network.config["out_size"])
-    # the fidelity is baked into an export, so it is part of the export's cache key
+    # the fidelity is baked into a compiled package (part of its key); ONNX takes it as an input
     return TorchRestorer(ImageOnly(network.module), input_size=size, output_size=size, device=context.device,
-                         name=name, weights=network.path, export_tag=str(network.module.fidelity))
+                         name=name, weights=network.path, export_tag=str(network.module.fidelity),
+                         fidelity_control=network.module)
 
 
 # --------------------------------------------------------------------------- GPEN
