@@ -197,3 +197,29 @@ def test_the_parse_blender_without_a_parser_on_disk_falls_back_with_a_note(tmp_p
     result = run("restore", source, tmp_path / "named", "--restorer", "passthrough", "--blender", "parse",
                  "--parser", "parsenet", "--quiet")
     assert result.exit_code == 1 and "downloads are off" in result.output  # a parser asked for by name
+
+
+def test_cache_list_and_clear_show_and_free_what_exports_take(tmp_path, monkeypatch):
+    monkeypatch.setenv("FACEFIX_HOME", str(tmp_path))
+    (tmp_path / "onnx").mkdir()
+    (tmp_path / "onnx" / "gfpgan-0123.onnx").write_bytes(b"g" * 1000)
+    (tmp_path / "onnx" / "gfpgan-0123.onnx.89abcdef.data").write_bytes(b"d" * 3 * 1024 * 1024)
+    (tmp_path / "landmarks").mkdir()
+    (tmp_path / "landmarks" / "512px.json").write_text("{}")
+    (tmp_path / "weights").mkdir()
+    (tmp_path / "weights" / "GFPGANv1.4.pth").write_bytes(b"w" * 2048)
+    (tmp_path / "weights" / ".verified.json").write_text("{}")
+    listed = run("cache", "list")
+    assert listed.exit_code == 0, listed.output
+    lines = listed.output.splitlines()
+    export = next(line for line in lines if "gfpgan-0123.onnx" in line)
+    assert "3.0 MiB" in export and ".data" not in listed.output  # the graph and its weights: one entry
+    assert ".verified.json" not in listed.output
+    assert lines[-1].startswith(f"{tmp_path}: 3 entries, 3.0 MiB (onnx 3.0 MiB, compiled 0 B, landmarks 2 B, "
+                                "weights 2.0 KiB)")
+    cleared = run("cache", "clear")
+    assert cleared.exit_code == 0 and cleared.output.startswith("removed 2 entries, 3.0 MiB")
+    assert not any((tmp_path / "onnx").iterdir()) and not any((tmp_path / "landmarks").iterdir())
+    assert (tmp_path / "weights" / "GFPGANv1.4.pth").exists()  # downloads stay unless named
+    assert run("cache", "clear", "weights").exit_code == 0
+    assert not (tmp_path / "weights" / "GFPGANv1.4.pth").exists()

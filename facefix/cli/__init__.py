@@ -14,6 +14,7 @@ import click
 
 from facefix import __version__, plugins
 from facefix.cards import NetworkCard
+from facefix.cli.cache import cache_group
 from facefix.cli.degrade import degrade_command
 from facefix.cli.eval import eval_command
 from facefix.cli.export import export_command
@@ -109,7 +110,7 @@ def export_group() -> None:
 
 
 for _command in (restore_command, video_command, eval_command, weights_group, degrade_command, plugins_command,
-                 upscale_command):
+                 upscale_command, cache_group):
     cli.add_command(_command)
 
 
