@@ -17,6 +17,7 @@ from typing import Any, Callable
 from facefix import plugins
 from facefix.components import ComponentContext, ComponentSpec
 from facefix.errors import ComponentError, FacefixError, WeightsError, one_line
+from facefix.threads import use_threads
 from facefix.weights import WeightsResolver, get_entry
 
 
@@ -39,6 +40,7 @@ class ComponentSelection:
     detection_threshold: float | None = None
     upsampler: str | None = None  # the background upsampler; None: the background is resized
     upsampler_tile: int = 400  # its tiles, in input pixels (0: the whole image at once)
+    threads: int = 0  # CPU threads of torch, OpenCV and onnxruntime (0: the CPUs this process may use)
 
     @property
     def chosen_parser(self) -> str | None:
@@ -182,6 +184,7 @@ def assemble(selection: ComponentSelection, *, aligned: bool = False, quiet: boo
 
     if selection.parser_weights is not None and selection.chosen_parser is None:
         raise FacefixError("--parser-weights needs --parser NAME (the parser those weights belong to)")
+    use_threads(selection.threads)
     torch_device = select_device(selection.device)
     resolver = WeightsResolver(model_dir=selection.model_dir, progress=not quiet)
     if selection.restorer is None and selection.weights is not None:
@@ -278,6 +281,8 @@ def rebuild(selection: ComponentSelection, names: dict[str, str], kinds: tuple[s
     assembly said everything worth saying."""
     from facefix.inference import select_device
 
+    if selection.threads:  # else the engine's own sizing of its workers stands
+        use_threads(selection.threads)
     device = select_device(selection.device)
     resolver = WeightsResolver(model_dir=selection.model_dir, progress=False)
     built: dict[str, Any] = {}

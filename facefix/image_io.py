@@ -16,7 +16,7 @@ import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import cv2
 import numpy as np
@@ -61,6 +61,7 @@ class Image:
     format: str  # file extension to write by default, without the dot
     jpeg_quality: int | None = None  # estimated quality of a JPEG input
     trailer: bytes = b""  # a motion photo's video, stored after the JPEG's end
+    exif: bytes = b""  # its EXIF, orientation set upright, for a JPEG output to carry on
 
     @property
     def height(self) -> int:
@@ -114,8 +115,39 @@ def estimate_jpeg_quality(luminance_table: list[int] | np.ndarray) -> int:
     return best_quality
 
 
-def _probe(path: Path, data: bytes, max_pixels: int) -> tuple[str, int, int | None]:
-    """Format extension, EXIF orientation and (for JPEG) estimated quality, from the header."""
+#: The largest EXIF block a JPEG's APP1 segment holds (its length field counts itself).
+MAX_EXIF_BYTES = 65533
+
+
+def _upright_exif(exif: Any) -> bytes:
+    """``exif`` serialised again with its orientation set to upright (the pixels are turned),
+    or b"" when there is none or it doesn't fit one JPEG segment."""
+    if not exif:
+        return b""
+    for tag in (0x8769, 0x8825):  # the Exif and GPS sub-IFDs: loaded, so they are written again
+        if tag in exif:
+            exif.get_ifd(tag)
+    if 0x0112 in exif:
+        exif[0x0112] = 1
+    data = exif.tobytes()
+    return data if len(data) <= MAX_EXIF_BYTES else b""
+
+
+def with_exif(jpeg: bytes, exif: bytes) -> bytes:
+    """``jpeg`` with ``exif`` (``Exif\\0\\0`` and its TIFF block) as an APP1 segment, after
+    the JFIF header when there is one, as cameras and photo tools write it."""
+    if not exif or not jpeg.startswith(b"\xff\xd8"):
+        return jpeg
+    at = 2
+    if jpeg[2:4] == b"\xff\xe0":  # APP0 (JFIF) first
+        at = 4 + int.from_bytes(jpeg[4:6], "big")
+    segment = b"\xff\xe1" + (len(exif) + 2).to_bytes(2, "big") + exif
+    return jpeg[:at] + segment + jpeg[at:]
+
+
+def _probe(path: Path, data: bytes, max_pixels: int) -> tuple[str, int, int | None, bytes]:
+    """Format extension, EXIF orientation, (for JPEG) estimated quality and the EXIF to write
+    again (orientation upright), from the header."""
     import io
 
     try:
@@ -126,9 +158,14 @@ def _probe(path: Path, data: bytes, max_pixels: int) -> tuple[str, int, int | No
             pil_format = probe.format or ""
             frames = int(getattr(probe, "n_frames", 1) or 1)
             try:
-                orientation = int(probe.getexif().get(0x0112, 1) or 1)
+                exif = probe.getexif()
+                orientation = int(exif.get(0x0112, 1) or 1)
             except Exception:  # malformed EXIF must not make a good image unreadable
-                orientation = 1
+                exif, orientation = None, 1
+            try:
+                exif_data = _upright_exif(exif)
+            except Exception:  # EXIF PIL reads but can't write back: the output goes without
+                exif_data = b""
             quality = None
             tables = getattr(probe, "quantization", None)
             if tables and 0 in tables and len(tables[0]) == 64:
@@ -147,7 +184,7 @@ def _probe(path: Path, data: bytes, max_pixels: int) -> tuple[str, int, int | No
             f"{max_pixels} (raise it with --max-pixels)",
         )
     ext = _PIL_FORMAT_TO_EXT.get(pil_format, Path(str(path)).suffix.lower().lstrip(".") or "png")
-    return ext, orientation, quality
+    return ext, orientation, quality, exif_data
 
 
 def motion_photo_start(data: bytes) -> int | None:
@@ -205,7 +242,7 @@ def read_image(path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image:
     data = read_source(path)
     if not data:
         raise InputError(path, "empty file (0 bytes)")
-    ext, orientation, quality = _probe(path, data, max_pixels)
+    ext, orientation, quality, exif = _probe(path, data, max_pixels)
     trailer = b""
     start = motion_photo_start(data) if ext == "jpg" else None
     if start is not None:  # the picture ends where the video begins
@@ -229,7 +266,8 @@ def read_image(path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image:
         pixels = cv2.rotate(pixels, rotate)
     if flip is not None:
         pixels = cv2.flip(pixels, flip)
-    return Image(path=path, pixels=np.ascontiguousarray(pixels), format=ext, jpeg_quality=quality, trailer=trailer)
+    return Image(path=path, pixels=np.ascontiguousarray(pixels), format=ext, jpeg_quality=quality, trailer=trailer,
+                 exif=exif)
 
 
 def _fit_for_format(pixels: np.ndarray, ext: str) -> np.ndarray:

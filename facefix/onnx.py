@@ -21,6 +21,7 @@ import numpy as np
 from facefix.atomic import atomic_path
 from facefix.components import Normalization
 from facefix.errors import ComponentError
+from facefix.threads import session_threads
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "output"
@@ -77,6 +78,9 @@ def create_session(path: Path | str, device: str = "auto") -> tuple[Any, str]:
         providers.insert(0, "CUDAExecutionProvider")
     options = onnxruntime.SessionOptions()
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    threads = session_threads()
+    if threads:
+        options.intra_op_num_threads = threads
     if "CUDAExecutionProvider" not in providers:
         # the memory pattern plans one block for the graph's whole peak, and the CPU arena
         # keeps it: without it GFP-GAN's session holds ~440 MB less at about the same speed;

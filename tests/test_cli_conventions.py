@@ -223,3 +223,37 @@ def test_cache_list_and_clear_show_and_free_what_exports_take(tmp_path, monkeypa
     assert (tmp_path / "weights" / "GFPGANv1.4.pth").exists()  # downloads stay unless named
     assert run("cache", "clear", "weights").exit_code == 0
     assert not (tmp_path / "weights" / "GFPGANv1.4.pth").exists()
+
+
+def test_threads_default_to_the_cpus_the_process_may_use_and_reach_every_library(tmp_path):
+    import subprocess
+    import sys
+
+    script = """
+import os
+os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+from facefix.threads import available_cpus, use_threads
+print(available_cpus())
+import torch, cv2
+use_threads(0)
+print(torch.get_num_threads(), cv2.getNumThreads())
+"""
+    printed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
+    assert printed.stdout.split() == ["1", "1", "1"]  # one CPU allowed: one thread, not the machine's count
+
+    from facefix import compose
+    from facefix.threads import use_threads
+
+    before = use_threads(0)
+    try:
+        assembly = compose.assemble(compose.ComponentSelection(restorer="compact", blender="soft", threads=1),
+                                    quiet=True)
+        import torch
+
+        assert torch.get_num_threads() == 1
+        session = assembly.get("restorer").session  # compact runs on onnxruntime on a CPU
+        assert session.get_session_options().intra_op_num_threads == 1
+    finally:
+        use_threads(before)
+    result = run("restore", shared_path("photos", PHOTO), tmp_path / "out", "--threads", "1", "--quiet")
+    assert result.exit_code == 0, result.output

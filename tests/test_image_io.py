@@ -10,6 +10,7 @@ from PIL import Image as PILImage
 
 from facefix.errors import InputError
 from facefix.image_io import find_images, from_canvas, read_image, to_canvas, write_image
+from conftest import shared_path
 
 
 def gradient(height=40, width=60) -> np.ndarray:
@@ -123,3 +124,32 @@ def test_from_canvas_rounds_and_clips_in_bands_as_it_would_at_once(dtype):
     assert pixels.dtype == dtype
     np.testing.assert_array_equal(pixels, np.clip(np.rint(before), 0, top).astype(dtype))
     np.testing.assert_array_equal(canvas, before)  # the canvas is read, not changed
+
+
+def test_a_jpeg_output_keeps_the_inputs_exif_with_its_orientation_upright(tmp_path):
+    """Camera, date and GPS stay with a restored photo; the orientation becomes 1 since the
+    pixels are written upright (a viewer would turn them twice otherwise)."""
+    from click.testing import CliRunner
+
+    from facefix.cli import cli
+
+    photo = cv2.imread(str(shared_path("photos", "facexlib__assets_test2.jpg")))
+    sideways = cv2.rotate(photo, cv2.ROTATE_90_COUNTERCLOCKWISE)  # stored turned, EXIF 6 turns it back
+    exif = PILImage.Exif()
+    exif[0x0112] = 6
+    exif[0x010F] = "Canon"
+    exif.get_ifd(0x8769)[0x9003] = "2024:05:06 07:08:09"
+    buffer = io.BytesIO()
+    PILImage.fromarray(sideways[:, :, ::-1]).save(buffer, "JPEG", quality=95, exif=exif)
+    (tmp_path / "in.jpg").write_bytes(buffer.getvalue())
+    result = CliRunner().invoke(cli, ["restore", str(tmp_path / "in.jpg"), str(tmp_path / "out"), "--restorer",
+                                      "passthrough", "--quiet"])
+    assert result.exit_code == 0, result.output
+    with PILImage.open(tmp_path / "out" / "in.jpg") as written:
+        kept = written.getexif()
+        assert kept[0x0112] == 1 and kept[0x010F] == "Canon"
+        assert kept.get_ifd(0x8769)[0x9003] == "2024:05:06 07:08:09"
+        assert written.size == (photo.shape[1], photo.shape[0])  # upright pixels
+    result = CliRunner().invoke(cli, ["restore", str(tmp_path / "in.jpg"), str(tmp_path / "png"), "--restorer",
+                                      "passthrough", "--ext", "png", "--quiet"])
+    assert result.exit_code == 0 and cv2.imread(str(tmp_path / "png" / "in.png")).shape == photo.shape

@@ -64,6 +64,11 @@ SELECTION_OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
                               show_default=True,
                               help="The background upsampler's tile size in input pixels, 0 = the whole image at "
                                    "once (tiles overlap, so the result is the same; smaller tiles need less memory)."),
+    "threads": _option("--threads", type=click.IntRange(min=0), default=0, show_default=True,
+                       help="CPU threads for torch, OpenCV and onnxruntime; 0: for torch and OpenCV the CPUs "
+                            "this process may use (its affinity and cgroup quota, not the machine's cores), "
+                            "onnxruntime its own default. Give 1 or 2 when running several facefix "
+                            "processes side by side."),
     "detection_threshold": _option("--detection-threshold", type=click.FloatRange(0, 1), default=None,
                                         help="Detector confidence threshold (default: the detector's own, 0.97 for the bundled "
                                              "RetinaFace, 0.8 for facexlib's)."),
@@ -93,7 +98,7 @@ FACE_OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
 QUIET_OPTION = click.option("--quiet", "-q", is_flag=True, help="No progress bar or notes (errors are still shown).")
 #: The order ``--help`` lists them in.
 _ORDER = ("detector", "parser", "restorer", "blender", "upscale", "device", "model_dir", "weights", "parser_weights",
-          "fidelity", "backend", "precision", "onnx", "batch_size", "only_center_face", "largest_face",
+          "fidelity", "backend", "precision", "onnx", "threads", "batch_size", "only_center_face", "largest_face",
           "min_face_size", "detection_threshold", "color_match", "blend", "keep_detail", "upsampler", "upsampler_tile")
 
 
