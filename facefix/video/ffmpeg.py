@@ -55,8 +55,15 @@ def _bundled_ffmpeg() -> str | None:
 
 
 def find_ffmpeg() -> str:
-    """ffmpeg from PATH when it is recent enough (6.0 or later, or a build without a version
-    number), else the binary the imageio-ffmpeg package ships, else whatever PATH has."""
+    """``$FACEFIX_FFMPEG`` when set (used as given, whatever its version); else ffmpeg from
+    PATH when it is recent enough (6.0 or later, or a build without a version number), else
+    the binary the imageio-ffmpeg package ships, else whatever PATH has."""
+    chosen = os.environ.get("FACEFIX_FFMPEG")
+    if chosen:
+        exe = shutil.which(chosen)
+        if exe is None:
+            raise FacefixError(f"FACEFIX_FFMPEG={chosen}: no such ffmpeg (not an executable file, nor on PATH)")
+        return exe
     found = shutil.which("ffmpeg")
     if found:
         version = ffmpeg_version(found)
