@@ -51,7 +51,7 @@ class DetectedFace:
 
     @property
     def size(self) -> float:
-        """The shorter side of the box, used by ``--min-face-size``."""
+        """The shorter side of the box, used by ``--min-face-size`` and ``--max-face-size``."""
         x1, y1, x2, y2 = self.box
         return float(min(x2 - x1, y2 - y1))
 

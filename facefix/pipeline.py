@@ -51,6 +51,7 @@ class FaceOptions:
     only_center_face: bool = False
     largest_face: bool = False
     min_face_size: float = 0.0
+    max_face_size: float = 0.0  # faces larger than this are left as they are (0: no ceiling)
     color_match: bool = True  # undo the restorer's colour drift (tint, lost cast)
     blend: float = 1.0  # share of the restored face mixed with the original (1: restored only)
     keep_detail: bool = True  # faces larger than the restorer's output keep their finer detail
@@ -124,8 +125,10 @@ class ImageJob:
 
 
 def select_faces(faces: list[DetectedFace], image_shape: tuple[int, ...], options: FaceOptions) -> list[DetectedFace]:
-    """Apply the size floor and the ``--only-center-face`` / ``--largest-face`` choices."""
-    kept = [face for face in faces if face.eye_distance >= MIN_EYE_DISTANCE and face.size >= options.min_face_size]
+    """Apply the size floor and ceiling and the ``--only-center-face`` / ``--largest-face`` choices."""
+    ceiling = options.max_face_size or float("inf")
+    kept = [face for face in faces if face.eye_distance >= MIN_EYE_DISTANCE
+            and options.min_face_size <= face.size <= ceiling]
     if not kept:
         return []
     if options.largest_face:

@@ -7,6 +7,7 @@ import shutil
 
 import cv2
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 from conftest import shared_path
@@ -257,3 +258,29 @@ print(torch.get_num_threads(), cv2.getNumThreads())
         use_threads(before)
     result = run("restore", shared_path("photos", PHOTO), tmp_path / "out", "--threads", "1", "--quiet")
     assert result.exit_code == 0, result.output
+
+
+def test_max_face_size_leaves_large_faces_as_they_are(tmp_path):
+    photo = shared_path("photos", "insightface_t1.jpg")  # six faces of 91-110 px
+    result = run("restore", photo, tmp_path / "some", "--restorer", "compact", "--max-face-size", 100)
+    assert result.exit_code == 0, result.output
+    assert "1 processed, 0 failed; 3 faces restored" in result.output  # the three of 100 px or less
+    result = run("restore", photo, tmp_path / "none", "--restorer", "compact", "--max-face-size", 80, "--quiet")
+    assert result.exit_code == 0, result.output
+    original = cv2.imread(str(photo)).astype(int)
+    untouched = cv2.imread(str(tmp_path / "none" / photo.name)).astype(int)
+    assert np.abs(untouched - original).mean() < 1.5  # only re-encoded
+
+
+def test_an_unreadable_input_reads_the_same_from_ffmpeg_5_and_7(tmp_path):
+    from facefix.errors import InputError
+    from facefix.video.info import parse_input_header
+
+    path = tmp_path / "notes.mp4"
+    for printed in (f"{path}: Invalid data found when processing input",  # Debian's 5.1
+                    f"[in#0 @ 0x55d0] Error opening input: Invalid data found when processing input\n"
+                    f"Error opening input file {path}.\nError opening input files: Invalid data found when "
+                    "processing input"):  # 7.x
+        with pytest.raises(InputError) as raised:
+            parse_input_header(printed, path)
+        assert str(raised.value) == f"{path}: not a video file ffmpeg can read (Invalid data found when processing input)"

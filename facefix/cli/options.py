@@ -84,6 +84,9 @@ FACE_OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "largest_face": _option("--largest-face", is_flag=True, help="Restore only the largest face."),
     "min_face_size": _option("--min-face-size", type=click.FloatRange(min=0), default=0, show_default=True,
                                   help="Skip faces whose box is smaller than this many pixels."),
+    "max_face_size": _option("--max-face-size", type=click.FloatRange(min=0), default=0, show_default=True,
+                                  help="Leave faces whose box is larger than this many pixels as they are "
+                                       "(clean close-ups need no restoring; 0: no limit)."),
     "color_match": _option("--color-match/--no-color-match", default=True, show_default=True,
                                 help="Give each restored face the original's colour (Lab mean; a/b spread) so "
                                      "the restorer adds no tint and keeps the photo's cast; its contrast stays."),
@@ -99,7 +102,7 @@ QUIET_OPTION = click.option("--quiet", "-q", is_flag=True, help="No progress bar
 #: The order ``--help`` lists them in.
 _ORDER = ("detector", "parser", "restorer", "blender", "upscale", "device", "model_dir", "weights", "parser_weights",
           "fidelity", "backend", "precision", "onnx", "threads", "batch_size", "only_center_face", "largest_face",
-          "min_face_size", "detection_threshold", "color_match", "blend", "keep_detail", "upsampler", "upsampler_tile")
+          "min_face_size", "max_face_size", "detection_threshold", "color_match", "blend", "keep_detail", "upsampler", "upsampler_tile")
 
 
 def _gather(command: Callable[..., Any], selection_fields: tuple[str, ...], with_faces: bool,

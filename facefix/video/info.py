@@ -91,7 +91,7 @@ def parse_input_header(stderr: str, path: Path) -> VideoInfo:
     lines = stderr.splitlines()
     header = next((line for line in lines if line.startswith("Input #0")), None)
     if header is None:
-        raise InputError(path, f"not a video file ffmpeg can read ({ffmpeg_reason(lines)})")
+        raise InputError(path, f"not a video file ffmpeg can read ({ffmpeg_reason(lines, path)})")
     container = header.split(",", 1)[1].rsplit(", from", 1)[0].strip() if "," in header else "?"
     duration = None
     video: dict[str, Any] | None = None
@@ -157,8 +157,9 @@ def _parse_video_description(description: str) -> dict[str, Any]:
 _NOISE = re.compile(r"^\[[^\]]+ @ 0x[0-9a-f]+\]\s*")
 
 
-def ffmpeg_reason(stderr_lines: list[str] | str) -> str:
-    """The last meaningful line ffmpeg printed, without its ``[component @ 0x..]`` prefix."""
+def ffmpeg_reason(stderr_lines: list[str] | str, path: Path | str | None = None) -> str:
+    """The last meaningful line ffmpeg printed, without its ``[component @ 0x..]`` prefix, nor
+    the ``PATH: `` that ffmpeg before 6 puts before an input's error (the caller names it)."""
     lines = stderr_lines.splitlines() if isinstance(stderr_lines, str) else list(stderr_lines)
     cleaned = [_NOISE.sub("", line).strip() for line in lines]
     cleaned = [line for line in cleaned if line and not line.startswith(("frame=", "size=", "Conversion failed"))]
@@ -172,4 +173,6 @@ def ffmpeg_reason(stderr_lines: list[str] | str) -> str:
     last = cleaned[-1]
     if last.startswith("Error opening input files:") or last.startswith("Error opening output files:"):
         last = last.split(":", 1)[1].strip()
+    if path is not None and last.startswith(f"{path}: "):
+        last = last[len(f"{path}: "):]
     return last
