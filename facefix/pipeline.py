@@ -587,6 +587,26 @@ def as_gray(face: np.ndarray) -> np.ndarray:
 DETAIL_MIN_SCALE = 1.1
 
 
+def octave_band(face: np.ndarray) -> np.ndarray:
+    """The detail of ``face`` above half its resolution: itself less itself halved and back."""
+    size = face.shape[0]
+    half = cv2.resize(face, (size // 2, size // 2), interpolation=cv2.INTER_AREA)
+    return face - cv2.resize(half, (size, size), interpolation=cv2.INTER_CUBIC)
+
+
+def with_clean_top_octave(restored: np.ndarray, original: np.ndarray) -> np.ndarray:
+    """``restored`` with its top octave taken from ``original`` (the same face, same size) as
+    far as the original holds as much detail there: a large face that was sharp already keeps
+    its own texture instead of the network's rendering of it; a blurred one (no energy in
+    that octave) keeps what the network restored."""
+    restored_band, original_band = octave_band(restored), octave_band(original)
+    restored_energy = float(np.var(restored_band))
+    if restored_energy <= 0.0:
+        return restored
+    share = min(1.0, float(np.var(original_band)) / restored_energy)
+    return restored + share * (original_band - restored_band)
+
+
 def with_own_detail(restored: np.ndarray, pixels: np.ndarray, face: AlignedFace, input_size: int,
                     upscale: float) -> tuple[np.ndarray, float] | None:
     """A face the image holds at more pixels than the restorer gives back (a 2048 px portrait's
@@ -609,9 +629,9 @@ def with_own_detail(restored: np.ndarray, pixels: np.ndarray, face: AlignedFace,
     hr_affine = alignment.scaled_affine(np.asarray(face.affine, np.float64), scale)
     fine = cv2.warpAffine(np.ascontiguousarray(source[:, :, :3]), hr_affine, (big, big), flags=cv2.INTER_CUBIC,
                           borderMode=cv2.BORDER_REFLECT101).astype(np.float32)
-    coarse = cv2.resize(cv2.resize(fine, (size, size), interpolation=cv2.INTER_AREA), (big, big),
-                        interpolation=cv2.INTER_CUBIC)
-    enlarged = cv2.resize(restored, (big, big), interpolation=cv2.INTER_CUBIC)
+    small = cv2.resize(fine, (size, size), interpolation=cv2.INTER_AREA)  # the original at the crop's scale
+    coarse = cv2.resize(small, (big, big), interpolation=cv2.INTER_CUBIC)
+    enlarged = cv2.resize(with_clean_top_octave(restored, small), (big, big), interpolation=cv2.INTER_CUBIC)
     return enlarged + (fine - coarse), scale
 
 

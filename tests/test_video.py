@@ -377,6 +377,11 @@ def test_missing_ffmpeg_is_one_clear_error(clips, tmp_path, monkeypatch):
     def no_binary():
         raise RuntimeError("No ffmpeg exe could be found")
 
+    monkeypatch.setenv("FACEFIX_FFMPEG", str(tmp_path / "ffmpeg-7"))
+    result = video(clips["ntsc"], "-o", tmp_path / "out.mp4")  # a chosen ffmpeg that isn't there
+    assert result.exit_code == 1 and result.output.strip().splitlines() == [
+        f"Error: FACEFIX_FFMPEG={tmp_path / 'ffmpeg-7'}: no such ffmpeg (not an executable file, nor on PATH)"]
+    monkeypatch.delenv("FACEFIX_FFMPEG")
     monkeypatch.setattr(ffmpeg_module.shutil, "which", lambda name: None)
     monkeypatch.setattr(imageio_ffmpeg, "get_ffmpeg_exe", no_binary)
     result = video(clips["ntsc"], "-o", tmp_path / "out.mp4")
