@@ -279,7 +279,8 @@ def _fit_for_format(pixels: np.ndarray, ext: str) -> np.ndarray:
     return np.ascontiguousarray(pixels)
 
 
-def encode_image(pixels: np.ndarray, ext: str, jpeg_quality: int = 95) -> bytes:
+def encode_image(pixels: np.ndarray, ext: str, jpeg_quality: int = 95, exif: bytes = b"") -> bytes:
+    """``pixels`` encoded as ``ext``; a JPEG carries ``exif`` (an input's, see :func:`with_exif`)."""
     ext = ext.lower().lstrip(".")
     params: list[int] = []
     if ext in ("jpg", "jpeg"):
@@ -295,7 +296,8 @@ def encode_image(pixels: np.ndarray, ext: str, jpeg_quality: int = 95) -> bytes:
         ok = False
     if not ok:
         raise ValueError(f"could not encode a {pixels.shape} {pixels.dtype} image as {ext}")
-    return buffer.tobytes()
+    data = buffer.tobytes()
+    return with_exif(data, exif) if exif and ext in ("jpg", "jpeg") else data
 
 
 def write_image(path: Path | str, pixels: np.ndarray, jpeg_quality: int = 95) -> None:

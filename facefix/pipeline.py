@@ -26,7 +26,7 @@ from facefix.blending import match_color
 from facefix.components import DetectedFace
 from facefix.errors import FacefixError, InputError, one_line
 from facefix.atomic import write_bytes_atomic
-from facefix.image_io import Image, encode_image, from_canvas, read_image, to_canvas, with_exif
+from facefix.image_io import Image, encode_image, from_canvas, read_image, to_canvas
 from facefix.parsing import parse_for_paste
 from facefix.sources import not_a_regular_file
 from facefix.upsamplers import background as enlarged_background
@@ -324,9 +324,7 @@ class ImageStages:
             start = time.perf_counter()
             ext = job.task.output.suffix.lstrip(".")
             quality = self.options.jpeg_quality or max(DEFAULT_JPEG_QUALITY, job.image.jpeg_quality or 0)
-            data = encode_image(pixels, ext, quality)
-            if ext in ("jpg", "jpeg"):  # the camera, date and place stay with the photo
-                data = with_exif(data, job.image.exif)
+            data = encode_image(pixels, ext, quality, exif=job.image.exif)  # camera, date and place stay
             seconds["encode"] += time.perf_counter() - start
             if job.image.trailer:
                 self._motion_photo_note(job, ext)

@@ -87,7 +87,8 @@ def upscale_command(inputs: tuple[str, ...], output: Path, upsampler: str | None
             pixels = background(image.pixels, round(width * factor), round(height * factor), network)
             summary.stage_seconds["upsample"] += time.perf_counter() - started
             quality = jpeg_quality or max(DEFAULT_JPEG_QUALITY, image.jpeg_quality or 0)
-            write_bytes_atomic(task.output, encode_image(pixels, task.output.suffix.lstrip("."), quality))
+            data = encode_image(pixels, task.output.suffix.lstrip("."), quality, exif=image.exif)
+            write_bytes_atomic(task.output, data)
         except Exception as error:
             failed(error_text(error, task.source))
             continue
