@@ -193,14 +193,14 @@ def assemble(selection: ComponentSelection, *, aligned: bool = False, quiet: boo
     else:
         restorer_spec = choose("restorer", selection.restorer, resolver)
         detected = ""
-        if selection.restorer is None and not quiet:
-            message = _default_note(restorer_spec)
+    if not quiet:
+        # The licence comes first: it is what a user of restricted weights must not miss.
+        messages = [licence_note(restorer_spec)]
+        if selection.restorer is None and selection.weights is None:
+            messages.append(_default_note(restorer_spec))
+        for message in messages:
             if message:
                 note(message)
-    if not quiet:
-        message = licence_note(restorer_spec)
-        if message:
-            note(message)
     restorer, how = _build_restorer(restorer_spec, selection, torch_device, resolver, note)
     built: dict[str, Any] = {"restorer": restorer}
     names = {"restorer": restorer_spec.name}

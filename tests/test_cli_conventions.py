@@ -158,6 +158,17 @@ def test_fidelity_given_to_a_restorer_without_one_gets_a_note(tmp_path):
     assert not any("fidelity" in note for note in notes)  # GFP-GAN honours it
 
 
+def test_a_run_with_non_commercial_weights_says_so_first(tmp_path):
+    from facefix import compose
+
+    notes: list[str] = []
+    # the default restorer: compact, since no GFP-GAN weights are in this test's FACEFIX_HOME
+    assembly = compose.assemble(compose.ComponentSelection(blender="soft"), note=notes.append)
+    assert assembly.names["restorer"] == "compact"
+    assert notes[0].startswith("facefix: note: compact's weights are licensed") and "non-commercial" in notes[0]
+    assert "so compact restores" in notes[1]  # then why it was the one that ran
+
+
 def face_box(image: np.ndarray) -> tuple[slice, slice]:
     from facefix import compose
 
