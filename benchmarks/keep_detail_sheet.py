@@ -25,6 +25,17 @@ WAYS = (("passthrough", ["--restorer", "passthrough"]), ("compact --no-keep-deta
         ["--restorer", "compact", "--no-keep-detail"]), ("compact (default)", ["--restorer", "compact"]))
 
 
+def caption(text: str, width: int, height: int = 28) -> np.ndarray:
+    """A white strip holding ``text``, shrunk to fit ``width``: labels drawn on the faces
+    would hide what the sheet is there to show."""
+    strip = np.full((height, width, 3), 255, np.uint8)
+    scale = 0.55
+    text_width = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0]
+    scale *= min(1.0, (width - 12) / text_width)
+    cv2.putText(strip, text, (6, height - 9), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
+    return strip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("photo", type=Path)
@@ -46,9 +57,7 @@ def main() -> None:
             scale = args.height / crop.shape[0]
             panel = cv2.resize(crop, (round(crop.shape[1] * scale), args.height), interpolation=cv2.INTER_AREA)
             text = f"{label}: {sharpness:.0f}"
-            cv2.putText(panel, text, (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 3, cv2.LINE_AA)
-            cv2.putText(panel, text, (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1, cv2.LINE_AA)
-            panels.append(panel)
+            panels.append(np.concatenate([caption(text, panel.shape[1]), panel]))
             print(text)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(args.output), np.concatenate(panels, axis=1), [cv2.IMWRITE_JPEG_QUALITY, 88])
