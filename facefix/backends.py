@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from facefix.compiled import compiled_restorer
-from facefix.errors import FacefixError
+from facefix.errors import FacefixError, brief
 from facefix.restorers import TorchRestorer
 
 BACKENDS = ("auto", "torch", "compile", "onnx")
@@ -52,8 +52,8 @@ def apply_backend(
                 return runner, f"onnxruntime {runner.provider}"
             except Exception as error:  # auto never fails where PyTorch would work...
                 if onnx_path is not None:  # ...but a file the user named is theirs to fix
-                    raise FacefixError(f"--onnx {onnx_path}: {' '.join(str(error).split())[:300]}") from None
-                warn(f"facefix: onnxruntime not used ({' '.join(str(error).split())[:200]}); running in PyTorch")
+                    raise FacefixError(f"--onnx {onnx_path}: {brief(error, 300)}") from None
+                warn(f"facefix: onnxruntime not used ({brief(error, 200)}); running in PyTorch")
                 backend = "torch"
     if backend == "onnx":
         if not exportable and onnx_path is None:
@@ -97,7 +97,7 @@ def parser_backend(parser: Any, backend: str, device: str, cache_dir: Path, warn
     except Exception as error:
         if backend == "onnx":
             raise FacefixError(f"--backend onnx: the parser {parser.name} does not run in onnxruntime "
-                               f"({' '.join(str(error).split())[:200]})") from None
-        warn(f"facefix: onnxruntime not used for the parser ({' '.join(str(error).split())[:200]}); running in PyTorch")
+                               f"({brief(error, 200)})") from None
+        warn(f"facefix: onnxruntime not used for the parser ({brief(error, 200)}); running in PyTorch")
         return parser, "torch"
     return runner, "onnxruntime"

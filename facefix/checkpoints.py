@@ -25,7 +25,7 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import nn
 
-from facefix.errors import WeightsError
+from facefix.errors import WeightsError, brief
 
 #: Where training frameworks keep the weights inside a checkpoint, most wanted first:
 #: the EMA generator (what papers evaluate and what facefix exports), then the raw one.
@@ -192,6 +192,6 @@ def build_strict(factory: Callable[[], nn.Module], state: Mapping[str, Any], pat
     except KeyError as error:  # a stored config without a key the architecture needs
         raise WeightsError(f"{path}: {problem}: bad config (no {error})") from None
     except (TypeError, ValueError, AttributeError, AssertionError) as error:  # unknown keys, wrong types
-        raise WeightsError(f"{path}: {problem}: bad config ({' '.join(str(error).split())[:200]})") from None
+        raise WeightsError(f"{path}: {problem}: bad config ({brief(error, 200)})") from None
     _check(expected, state, path, problem, optional)
     return load_into(factory(), state, path, problem, optional=optional)

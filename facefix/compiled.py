@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from facefix.atomic import atomic_path
-from facefix.errors import ComponentError
+from facefix.errors import ComponentError, brief
 
 #: Bumped when the packages change form, so older ones aren't taken for them.
 PACKAGE_FORMAT = 1
@@ -102,5 +102,5 @@ def compiled_restorer(restorer: Any, cache_dir: Path, precision: str, dtype: tor
             compile_package(restorer, path, dtype, device)
         except Exception as error:
             raise ComponentError(f"{restorer.name or 'the restorer'} does not compile ahead of time "
-                                 f"({' '.join(str(error).split())[:200]})") from None
+                                 f"({brief(error, 200)})") from None
     return CompiledRestorer(restorer, path, device)

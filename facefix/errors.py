@@ -34,3 +34,20 @@ def one_line(text: str) -> str:
     """``text`` with control characters escaped, so that a message stays one line even
     when it names a file whose name holds a newline."""
     return text.translate(_CONTROL)
+
+
+def brief(error: BaseException | str, limit: int | None = None) -> str:
+    """An exception's message (or any text) with its whitespace collapsed onto one line,
+    cut at ``limit`` characters: what a library raises may span many lines (onnxruntime,
+    ray and torch quote whole stack traces), and a facefix message quoting it stays one."""
+    text = " ".join(str(error).split())
+    return text if limit is None else text[:limit]
+
+
+def error_text(error: BaseException, path: Path | str | None = None) -> str:
+    """One line for a failed file: facefix's own errors carry their message, others get
+    their type; ``path`` goes first unless the error names its file already."""
+    if isinstance(error, InputError):
+        return str(error)
+    text = brief(error) if isinstance(error, FacefixError) else brief(f"{type(error).__name__}: {error}")
+    return f"{path}: {text}" if path is not None else text

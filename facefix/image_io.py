@@ -24,7 +24,7 @@ from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 
 from facefix.atomic import write_bytes_atomic
-from facefix.errors import InputError
+from facefix.errors import InputError, brief
 from facefix.sources import is_uri, list_uri, read_source
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -252,7 +252,7 @@ def read_image(path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image:
     with _c_stderr_captured() as said:
         pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if pixels is None or pixels.size == 0:
-        detail = f": {' '.join(said[0].split())[:200]}" if said and said[0].strip() else ""
+        detail = f": {brief(said[0], 200)}" if said and said[0].strip() else ""
         raise InputError(path, f"corrupt or truncated image (the decoder could not read it{detail})")
     if pixels.dtype not in (np.uint8, np.uint16):
         raise InputError(path, f"unsupported pixel type {pixels.dtype} (8- and 16-bit images are supported)")

@@ -20,7 +20,7 @@ import numpy as np
 
 from facefix.atomic import atomic_path
 from facefix.components import Normalization
-from facefix.errors import ComponentError
+from facefix.errors import ComponentError, brief
 from facefix.threads import session_threads
 
 INPUT_NAME = "input"
@@ -93,7 +93,7 @@ def create_session(path: Path | str, device: str = "auto") -> tuple[Any, str]:
         with _quiet_onnxruntime():
             session = onnxruntime.InferenceSession(str(path), options, providers=providers)
     except Exception as error:
-        raise ComponentError(f"{path}: onnxruntime cannot load this model ({' '.join(str(error).split())[:300]})") from None
+        raise ComponentError(f"{path}: onnxruntime cannot load this model ({brief(error, 300)})") from None
     used = session.get_providers()[0]
     if want_gpu and used != "CUDAExecutionProvider":
         reason = "not in this onnxruntime build" if "CUDAExecutionProvider" not in available else "its CUDA libraries did not load"
@@ -151,7 +151,7 @@ def from_cache(path: Path, export: Callable[[], None], load: Callable[[], Any]) 
     try:
         return load()
     except ComponentError as error:
-        print(f"facefix: the cached export {path} does not load ({' '.join(str(error).split())[:160]}); "
+        print(f"facefix: the cached export {path} does not load ({brief(error, 160)}); "
               "exporting it again", file=sys.stderr)
         remove_export(path)
         export()

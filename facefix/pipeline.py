@@ -24,7 +24,7 @@ from tqdm import tqdm
 from facefix import alignment
 from facefix.blending import match_color
 from facefix.components import DetectedFace
-from facefix.errors import FacefixError, InputError, one_line
+from facefix.errors import FacefixError, InputError, error_text, one_line
 from facefix.atomic import write_bytes_atomic
 from facefix.image_io import Image, encode_image, from_canvas, read_image, to_canvas
 from facefix.parsing import parse_for_paste
@@ -678,10 +678,3 @@ def paste_faces(pixels: np.ndarray, faces: list[AlignedFace], restorer: Any, ble
     return from_canvas(canvas, like=background)
 
 
-def error_text(error: BaseException, path: Path | None = None) -> str:
-    """One line: facefix's own errors carry their message; others get their type."""
-    if isinstance(error, InputError):
-        return str(error)
-    text = str(error) if isinstance(error, FacefixError) else f"{type(error).__name__}: {error}"
-    text = " ".join(text.split())
-    return f"{path}: {text}" if path is not None else text

@@ -27,7 +27,7 @@ import numpy as np
 from facefix.alignment import resize_to
 from facefix.atomic import atomic_path
 from facefix.components import weights_key
-from facefix.errors import ComponentError, FacefixError
+from facefix.errors import ComponentError, FacefixError, brief
 from facefix.onnx import (DEFAULT_OPSET, INPUT_NAME, OUTPUT_NAME, ExportReport, cached_export_path, create_session,
                           from_cache, weights_apart)
 
@@ -232,7 +232,7 @@ def upsampler_backend(upsampler: Any, backend: str, device: str, cache_dir: Path
                 return _onnx_upsampler(upsampler, device, cache_dir), "onnxruntime"
             except Exception as error:  # auto never fails where PyTorch works
                 warn(f"facefix: onnxruntime not used for {upsampler.name} "
-                     f"({' '.join(str(error).split())[:200]}); running in PyTorch")
+                     f"({brief(error, 200)}); running in PyTorch")
                 backend = "torch"
     if backend == "onnx":
         return _onnx_upsampler(upsampler, device, cache_dir), "onnxruntime"

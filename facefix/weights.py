@@ -27,7 +27,7 @@ from pathlib import Path
 from facefix import plugins
 from facefix.atomic import atomic_path, remove_stale_temporaries, write_bytes_atomic
 from facefix.components import WeightsEntry
-from facefix.errors import WeightsError
+from facefix.errors import WeightsError, brief
 
 CHUNK = 1 << 20  # 1 MiB: bounded memory for hashing and streaming multi-GB files
 DOWNLOAD_TIMEOUT = 30.0  # seconds without data before a URL is given up
@@ -303,10 +303,10 @@ class WeightsResolver:
             except urllib.error.HTTPError as error:
                 error.close()
                 # one line: urllib's reason for a redirect loop runs over three
-                raise _DownloadFailed(f"HTTP {error.code} {' '.join(str(error.reason).split())}") from None
+                raise _DownloadFailed(f"HTTP {error.code} {brief(error.reason)}") from None
             except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as error:
                 reason = getattr(error, "reason", error)
-                raise _DownloadFailed(" ".join(str(reason).split())) from None
+                raise _DownloadFailed(brief(reason)) from None
             with response:
                 length = response.headers.get("Content-Length")
                 expected_length = int(length) if length and length.isdigit() else entry.size

@@ -11,7 +11,7 @@ import click
 import cv2
 import numpy as np
 
-from facefix.errors import FacefixError, InputError
+from facefix.errors import InputError, error_text
 from facefix.training.degradations import (
     PRESETS,
     DegradationConfigError,
@@ -59,13 +59,6 @@ def resize_longer_side(pixels: np.ndarray, size: int) -> np.ndarray:
         return pixels
     interpolation = cv2.INTER_AREA if ratio < 1 else cv2.INTER_CUBIC
     return cv2.resize(pixels, new_size, interpolation=interpolation)
-
-
-def _error_text(error: BaseException, path: Path) -> str:
-    if isinstance(error, InputError):
-        return str(error)
-    text = str(error) if isinstance(error, FacefixError) else f"{type(error).__name__}: {error}"
-    return f"{path}: {' '.join(text.split())}"
 
 
 @click.command(name="degrade")
@@ -149,7 +142,7 @@ def degrade_command(source: Path, output: Path, preset: str, config_path: Path |
             done += 1
         except Exception as error:  # one line per bad file; the batch goes on
             failed += 1
-            message = _error_text(error, path)
+            message = error_text(error, path)
             record["error"] = message
             tqdm.write(f"error: {message}", file=sys.stderr)
         records.append(record)

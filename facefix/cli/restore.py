@@ -13,7 +13,7 @@ from facefix.cli.common import (fail, image_output_options, input_images, inputs
 from facefix.cli.options import component_options, engine_options
 from facefix.compose import ComponentSelection
 from facefix.distributed import EngineOptions, require_ray
-from facefix.errors import FacefixError
+from facefix.errors import FacefixError, brief
 
 
 @click.command(name="restore")
@@ -61,7 +61,7 @@ def restore_command(paths: tuple[str, ...], input_options: tuple[str, ...], outp
     except FacefixError as error:
         fail(str(error))
     except Exception as error:  # a component's crash while loading still gets one line
-        fail(f"{type(error).__name__}: {' '.join(str(error).split())[:300]}")
+        fail(f"{type(error).__name__}: {brief(error, 300)}")
     if not quiet:
         click.echo(assembly.describe() + (" (ray engine)" if engine.distributed else ""), err=True)
     if engine.distributed:

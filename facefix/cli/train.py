@@ -15,7 +15,7 @@ import click
 
 from facefix.cards import NetworkCard
 from facefix.training import defaults
-from facefix.errors import FacefixError
+from facefix.errors import FacefixError, brief
 
 
 def train_command(card: NetworkCard) -> click.Command:
@@ -34,7 +34,7 @@ def train_command(card: NetworkCard) -> click.Command:
         except click.ClickException:
             raise
         except Exception as error:  # a fault of the data or the machine still gets one line
-            click.echo(f"Error: train {name}: {type(error).__name__}: {' '.join(str(error).split())[:300]}", err=True)
+            click.echo(f"Error: train {name}: {type(error).__name__}: {brief(error, 300)}", err=True)
             sys.exit(1)
 
     def run(values: dict[str, Any]) -> None:

@@ -13,7 +13,7 @@ from facefix.cli.options import component_options, engine_options
 from facefix.compose import ComponentSelection
 from facefix.distributed import EngineOptions, require_ray
 from facefix.atomic import remove_stale_temporaries
-from facefix.errors import FacefixError
+from facefix.errors import FacefixError, brief
 from facefix.sources import not_a_regular_file
 from facefix.video.segments import DEFAULT_OVERLAP_FRAMES, DEFAULT_SEGMENT_SECONDS
 from facefix.video.tracking import DEFAULT_BETA, DEFAULT_MIN_CUTOFF
@@ -152,5 +152,5 @@ def video_command(source: Path, output_argument: Path | None, output: Path | Non
         click.echo(f"Error: {source}: interrupted; {target} was not written", err=True)
         sys.exit(130)
     except Exception as error:  # a crash still gets one line, and the output is never left half-written
-        fail(f"{source}: {type(error).__name__}: {' '.join(str(error).split())}")
+        fail(f"{source}: {type(error).__name__}: {brief(error)}")
     click.echo(summary.line(), err=True)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 from contextlib import contextmanager
 
-from facefix.errors import FacefixError
+from facefix.errors import FacefixError, brief
 
 RAY_MISSING = ('--engine ray needs the ray extra: pip install -c constraints.txt -e ".[ray]" '
                '(or pip install "ray[data]")')
@@ -63,7 +63,7 @@ def connected(options: EngineOptions) -> Iterator[Any]:
                  logging_level=logging.ERROR)
     except Exception as error:
         where = options.address or "a local cluster"
-        raise FacefixError(f"ray: can't start or join {where}: {' '.join(str(error).split())}") from None
+        raise FacefixError(f"ray: can't start or join {where}: {brief(error)}") from None
     try:
         yield ray
     finally:

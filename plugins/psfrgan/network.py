@@ -19,7 +19,6 @@ import re
 from pathlib import Path
 from typing import Any, Mapping
 
-import numpy as np
 import torch
 from torch.nn import functional as F
 
