@@ -309,3 +309,23 @@ def test_the_top_octave_comes_from_the_original_only_as_far_as_it_holds_detail()
     assert np.abs(sharp - textured).mean() < 0.5 * np.abs(restored - textured).mean()
     blurred = with_clean_top_octave(restored, smooth)  # a blurred original: the restoration stays
     assert np.var(octave_band(blurred)) > 0.8 * np.var(octave_band(restored))
+
+
+def test_every_option_of_every_command_has_help():
+    import click
+
+    def commands(command: click.Command, path: str):
+        if isinstance(command, click.Group):
+            context = click.Context(command)
+            for name in command.list_commands(context):
+                yield from commands(command.get_command(context, name), f"{path} {name}")
+        else:
+            yield path, command
+
+    seen = 0
+    for path, command in commands(cli, "facefix"):
+        for option in command.params:
+            if isinstance(option, click.Option) and not option.hidden:
+                seen += 1
+                assert (option.help or "").strip(), f"{path} {option.opts[0]} has no help text"
+    assert seen > 100  # restore, video, eval, export, upscale, every train NAME...

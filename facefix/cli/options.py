@@ -34,7 +34,8 @@ SELECTION_OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "blender": _option("--blender", default=None,
                             help="Paste-back blender: soft, parse (face classes; needs a parser), poisson (seamless, but pulls "
                                  "the surrounding colour into the face), ... (default: soft)."),
-    "device": _option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="auto", show_default=True),
+    "device": _option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="auto", show_default=True,
+                      help="Where the networks run (auto: CUDA when torch sees a GPU)."),
     "model_dir": _option("--model-dir", type=click.Path(file_okay=False, path_type=Path),
                               envvar="FACEFIX_MODEL_DIR",
                               help="Folder with weights files, used as given (also FACEFIX_MODEL_DIR)."),
