@@ -676,5 +676,3 @@ def paste_faces(pixels: np.ndarray, faces: list[AlignedFace], restorer: Any, ble
         inverse = alignment.inverse_affine(face.affine, scale, upscale)
         canvas = blender.blend(canvas, restored, inverse, parsing, upscale)
     return from_canvas(canvas, like=background)
-
-
