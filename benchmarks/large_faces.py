@@ -30,6 +30,7 @@ from facefix import compose
 from facefix.metrics.lpips import LPIPS
 from facefix.metrics.pixel import psnr
 
+
 def ways(min_box: int) -> dict[str, list[str]]:
     return {
         f"compact --max-face-size {min_box - 1} (left alone)": ["--restorer", "compact", "--max-face-size",
@@ -41,7 +42,7 @@ def ways(min_box: int) -> dict[str, list[str]]:
 
 def noisy_jpeg(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     noisy = pixels.astype(np.float32) + rng.normal(0.0, 8.0, pixels.shape)
-    ok, data = cv2.imencode(".jpg", np.clip(noisy, 0, 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 40])
+    _, data = cv2.imencode(".jpg", np.clip(noisy, 0, 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 40])
     return cv2.imdecode(data, cv2.IMREAD_COLOR)
 
 
