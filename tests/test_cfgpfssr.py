@@ -13,7 +13,7 @@ from facefix.errors import WeightsError
 from facefix.nn.stylegan2 import StyleGAN2Generator
 from facefix_plugins.cfgpfssr.arch import CPU256_CONFIG, FULL_CONFIG, CFGPFSSRNet, resize_parsing
 from facefix_plugins.cfgpfssr.network import infer_config, load_prior, parser_card
-from facefix_plugins.cfgpfssr.train import make_low_resolution
+from facefix_plugins.cfgpfssr.train import make_low_resolution, mixed_low_resolution
 from conftest import assert_one_export_serves_every_fidelity, copy_faces, read_any, read_rows, shared_path
 
 TINY = dict(out_size=64, in_size=8, rrdb_blocks=1, rrdb_channels=8, rrdb_growth=4, channel_multiplier=1,
@@ -107,6 +107,21 @@ def test_the_low_resolution_input_is_an_antialiased_sixteenth():
     assert float((lr - blocks).abs().mean()) < 0.1
 
 
+def test_training_inputs_are_shrunk_by_a_kernel_drawn_per_face():
+    """A network trained on one way of shrinking does worse on faces shrunk another way, so
+    the recipe can draw the kernel per face: area is the 16x16 block mean exactly."""
+    hq = torch.rand(16, 3, 128, 128) * 2 - 1
+    area = make_low_resolution(hq, 8, "area")
+    assert torch.allclose(area, torch.nn.functional.avg_pool2d(hq, 16), atol=1e-6)
+    bicubic = make_low_resolution(hq, 8, "bicubic")
+    mixed = mixed_low_resolution(hq, 8, ["bicubic", "area"], torch.Generator().manual_seed(0))
+    from_area = [bool(torch.equal(mixed[i], area[i])) for i in range(16)]
+    from_bicubic = [bool(torch.equal(mixed[i], bicubic[i])) for i in range(16)]
+    assert all(a != b for a, b in zip(from_area, from_bicubic)) and 0 < sum(from_area) < 16
+    again = mixed_low_resolution(hq, 8, ["bicubic", "area"], torch.Generator().manual_seed(0))
+    assert torch.equal(mixed, again)  # reproducible from the step's seed
+
+
 def test_a_stylegan2_generator_loads_as_the_prior_bank(tmp_path):
     network = CFGPFSSRNet(**TINY)
     stylegan = StyleGAN2Generator(64, 16, 2, channel_multiplier=1, narrow=1 / 32, flavour="original")
@@ -188,6 +203,35 @@ def test_train_with_a_frozen_prior_restore_and_export(faces, parser_file, tmp_pa
     assert group.exit_code == 0, group.output
     source, output = read_any(photo), read_any(tmp_path / "group" / photo.name)
     assert output.shape == (4 * source.shape[0], 4 * source.shape[1], 3)
+
+
+def test_the_gan_and_perceptual_terms_start_at_their_steps(faces, tmp_path, shared_weights):
+    """Before ``gan_start`` the discriminator neither trains nor judges, before
+    ``perceptual_start`` VGG is not asked: the first steps can be MSE alone; an unknown
+    shrinking kernel is one line."""
+    import json
+
+    def run(name: str, recipe: dict) -> tuple[dict, list[dict]]:
+        config = tmp_path / f"{name}.json"
+        config.write_text(json.dumps({"log_every": 1, "recipe": recipe}))
+        result = CliRunner().invoke(cli, ["train", "cfgpfssr", "--data", str(faces / "images"), "--out",
+                                          str(tmp_path / name), *TRAIN, "--no-parsing", "--config", str(config),
+                                          "--iters", "3", "--val-every", "0", "--model-dir", str(shared_weights)])
+        assert result.exit_code == 0, result.output
+        state = torch.load(tmp_path / name / "last.pth", weights_only=True)["models"]["discriminator"]
+        return state, read_rows(tmp_path / name / "log.csv")
+
+    never, _ = run("never", {"gan_start": 10})
+    late, rows = run("late", {"gan_start": 2, "perceptual_start": 1, "down_kernels": ["area", "bicubic"]})
+    assert [bool(row.get("gan")) for row in rows] == [False, False, True]
+    assert [bool(row.get("perceptual")) for row in rows] == [False, True, True]
+    # the same seed gives the same initial discriminator: only the late run's moved (at step 3)
+    assert any(not torch.equal(never[key], late[key]) for key in never)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"recipe": {"down_kernels": ["lanczos"]}}))
+    refused = CliRunner().invoke(cli, ["train", "cfgpfssr", "--data", str(faces / "images"), "--out",
+                                       str(tmp_path / "bad"), *TRAIN, "--no-parsing", "--config", str(bad)])
+    assert refused.exit_code == 1 and "down_kernels must name some of bicubic, area, bilinear" in refused.output
 
 
 def test_oracle_parsing_needs_masks_and_the_ablation_needs_none(faces, parser_file, tmp_path, shared_weights):

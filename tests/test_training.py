@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import subprocess
@@ -223,6 +224,32 @@ def test_lr_schedules_scale_every_group_from_its_own_rate():
     assert lr_factor({}, 5, 10) == 1.0
     with pytest.raises(Exception, match="unknown lr schedule"):
         lr_factor({"kind": "sawtooth"}, 0, 10)
+
+
+def test_the_ema_warm_up_forgets_the_random_start(faces, tmp_path):
+    """At 0.99 an EMA still holds a third of its random initial weights at step 100; warmed
+    up (decay min(0.99, (1 + t) / (10 + t))) it spans the steps made so far."""
+    from facefix.training.trainer import ema_decay_at
+
+    def initial_share(warmup: bool, steps: int = 100) -> float:
+        return math.prod(ema_decay_at(step, 0.99, warmup) for step in range(steps))
+
+    assert initial_share(False) == pytest.approx(0.366, abs=1e-3)
+    assert initial_share(True) < 1e-6
+    assert ema_decay_at(0, 0.99, True) == pytest.approx(0.1) and ema_decay_at(5000, 0.99, True) == 0.99
+
+    def ema_lag(warmup: bool) -> float:
+        """How far the run's EMA generator is from the trained one after 3 steps."""
+        config = tmp_path / f"warmup_{warmup}.json"
+        config.write_text(json.dumps({"iters": 3, "val_every": 0, "ema_decay": 0.999, "ema_warmup": warmup,
+                                      "recipe": {"gan": False, "components": False}}))
+        run = tmp_path / f"run_{warmup}"
+        assert train("--data", faces / "images", "--out", run, "--config", config, *TINY).exit_code == 0
+        state = torch.load(run / "last.pth", weights_only=True)
+        trained, average = state["models"]["generator"], state["ema"]
+        return sum(float((trained[key].float() - average[key].float()).abs().sum()) for key in trained)
+
+    assert ema_lag(True) < 0.3 * ema_lag(False)
 
 
 def test_landmarks_are_detected_once_with_a_bar_and_reused_by_every_run(faces, tmp_path, monkeypatch, capsys):

@@ -39,7 +39,10 @@ def train_command(card: NetworkCard) -> click.Command:
 
     def run(values: dict[str, Any]) -> None:
         from facefix.inference import select_device
+        from facefix.threads import use_threads
         from facefix.training.trainer import Trainer, TrainConfig
+
+        use_threads(values["threads"])
 
         recipe = training.recipe(card)
         settings: dict[str, Any] = {"network": name, "size": default_size, "recipe": dict(recipe.defaults)}
@@ -107,6 +110,9 @@ def train_command(card: NetworkCard) -> click.Command:
                      help="Where training runs (auto: CUDA when torch sees a GPU)."),
         click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path), envvar="FACEFIX_MODEL_DIR",
                      help="Folder with loss and detector weights (VGG, ArcFace, RetinaFace)."),
+        click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True,
+                     help="CPU threads for torch and OpenCV; 0: the CPUs this process may use. Give 1 to run "
+                          "two trainings side by side on two cores."),
         click.option("--quiet", "-q", is_flag=True, help="No progress bar (errors are still shown)."),
     ]
     for flag, key, kwargs in recipe_options:

@@ -62,6 +62,9 @@ class TrainConfig:
     checkpoint_every: int = defaults.CHECKPOINT_EVERY
     log_every: int = 10
     ema_decay: float = 0.999
+    #: ramp the EMA's decay up as min(ema_decay, (1 + step) / (10 + step)): a short run's
+    #: EMA otherwise still holds its random start (0.99 keeps a third of it at step 100)
+    ema_warmup: bool = False
     max_grad_norm: float = 0.0  # clip each optimiser's gradient norm to this (0: no clipping)
     precision: str = defaults.PRECISION  # fp32 | bf16 | fp16
     degradation: dict[str, Any] = field(default_factory=dict)  # {"preset": NAME, overrides...}
@@ -114,6 +117,13 @@ def lr_factor(schedule: dict[str, Any], iteration: int, iters: int) -> float:
         floor = float(schedule.get("final_ratio", 0.0))
         return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
     raise FacefixError(f"unknown lr schedule {kind!r}; schedules: {', '.join(SCHEDULES)}")
+
+
+def ema_decay_at(step: int, decay: float, warmup: bool) -> float:
+    """The EMA's decay for the update after optimiser step ``step`` (0-based): ``decay``, or
+    with ``warmup`` ``min(decay, (1 + step) / (10 + step))``, so that early on the average
+    spans the steps made so far rather than mostly the random initial weights."""
+    return min(decay, (1 + step) / (10 + step)) if warmup else decay
 
 
 class Diverged(FacefixError):
@@ -320,7 +330,7 @@ class Trainer:
 
     @torch.no_grad()
     def _update_ema(self) -> None:
-        decay = self.config.ema_decay
+        decay = ema_decay_at(self.step, self.config.ema_decay, self.config.ema_warmup)
         source = self.models["generator"]
         for ema_param, param in zip(self.ema.parameters(), source.parameters()):
             ema_param.lerp_(param.detach(), 1.0 - decay)

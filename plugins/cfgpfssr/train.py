@@ -48,6 +48,7 @@ DEFAULTS: dict[str, Any] = {
     "rrdb_blocks": 23,
     "rrdb_channels": 64,
     "rrdb_growth": 32,
+    "head_channels": 64,  # the RGB head's hidden conv (GLEAN's 64)
     "channel_multiplier": 2,
     "width": 1.0,
     "style_dim": 512,
@@ -60,13 +61,17 @@ DEFAULTS: dict[str, Any] = {
     "lr": 5e-5,
     "lr_d": None,  # None: the same as lr
     "final_lr_ratio": None,  # None: down to 1e-7 (GLEAN's CosineRestart floor)
+    "warmup": 0,  # steps of linear lr warm-up before the cosine
+    "down_kernels": ["bicubic"],  # how the inputs are shrunk, one drawn per face: bicubic (V19), area, bilinear
     "mse_weight": 1.0,
     "perceptual": True,
     "perceptual_weight": 1e-2,
     "perceptual_net": "vgg16",
     "perceptual_crop": None,  # None: the whole face; a size: the same random square of output and target
+    "perceptual_start": 0,  # the step from which the perceptual term counts
     "gan": True,
     "gan_weight": 1e-2,
+    "gan_start": 0,  # the step from which the discriminator trains and the GAN term counts
     "fix_prior": None,  # None: frozen exactly when a pretrained prior is given
     "pretrained_prior": None,
     "pretrained_discriminator": None,
@@ -75,9 +80,25 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-def make_low_resolution(hq: torch.Tensor, size: int) -> torch.Tensor:
-    """``hq`` shrunk to ``size`` by antialiased bicubic (V19), kept in [-1, 1]."""
-    return F.interpolate(hq, size=(size, size), mode="bicubic", antialias=True, align_corners=False).clamp(-1, 1)
+#: the ways an input can be shrunk in training: the paper's antialiased bicubic (V19), a box
+#: average (OpenCV's INTER_AREA, ``facefix degrade``'s), antialiased bilinear
+DOWN_KERNELS = ("bicubic", "area", "bilinear")
+
+
+def make_low_resolution(hq: torch.Tensor, size: int, kernel: str = "bicubic") -> torch.Tensor:
+    """``hq`` shrunk to ``size`` by ``kernel`` (one of :data:`DOWN_KERNELS`), kept in [-1, 1]."""
+    if kernel == "area":
+        return F.adaptive_avg_pool2d(hq, size).clamp(-1, 1)
+    return F.interpolate(hq, size=(size, size), mode=kernel, antialias=True, align_corners=False).clamp(-1, 1)
+
+
+def mixed_low_resolution(hq: torch.Tensor, size: int, kernels: list[str], generator: torch.Generator) -> torch.Tensor:
+    """Each face of ``hq`` shrunk by a kernel drawn from ``kernels``: a network trained on
+    one kernel alone does worse on faces shrunk by another."""
+    if len(kernels) == 1:
+        return make_low_resolution(hq, size, kernels[0])
+    drawn = torch.randint(len(kernels), (hq.shape[0],), generator=generator).tolist()
+    return torch.cat([make_low_resolution(hq[i : i + 1], size, kernels[k]) for i, k in enumerate(drawn)])
 
 
 def bicubic_baseline(lr: torch.Tensor, size: int) -> torch.Tensor:
@@ -105,6 +126,7 @@ class CFGPFSSRRecipe:
             raise FacefixError(f"cfgpfssr: --size {config.size} is not a multiple of the scale {scale}")
         return dict(out_size=config.size, in_size=config.size // scale, rrdb_blocks=int(o["rrdb_blocks"]),
                     rrdb_channels=int(o["rrdb_channels"]), rrdb_growth=int(o["rrdb_growth"]),
+                    head_channels=int(o["head_channels"]),
                     channel_multiplier=float(o["channel_multiplier"]), narrow=float(o["width"]),
                     style_dim=int(o["style_dim"]), num_mlp=int(o["num_mlp"]),
                     latent_per_block=bool(o["latent_per_block"]), features=bool(o["features"]),
@@ -113,6 +135,9 @@ class CFGPFSSRRecipe:
     def build_models(self, config: TrainConfig, device: str) -> dict[str, torch.nn.Module]:
         self.options = {**DEFAULTS, **config.recipe}
         o = self.options
+        kernels = o["down_kernels"]
+        if not kernels or any(kernel not in DOWN_KERNELS for kernel in kernels):
+            raise FacefixError(f"cfgpfssr: down_kernels must name some of {', '.join(DOWN_KERNELS)}, got {kernels!r}")
         try:
             network = CFGPFSSRNet(**self.architecture(config))
         except ValueError as error:
@@ -165,14 +190,19 @@ class CFGPFSSRRecipe:
 
     def lr_schedule(self) -> dict[str, Any]:
         ratio = self.options["final_lr_ratio"]
-        return {"kind": "cosine", "warmup": 0,
+        return {"kind": "cosine", "warmup": int(self.options["warmup"]),
                 "final_ratio": float(ratio) if ratio is not None else 1e-7 / float(self.options["lr"])}
 
     # -- inputs ----------------------------------------------------------------------
 
-    def inputs(self, network: CFGPFSSRNet, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The low-resolution face and its parsing map (the parser's, else the true masks)."""
-        lr = make_low_resolution(batch["hq"], network.in_size)
+    def inputs(self, network: CFGPFSSRNet, batch: dict[str, torch.Tensor],
+               generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The low-resolution face and its parsing map (the parser's, else the true masks).
+        With a ``generator`` (training) each face's kernel is drawn from ``down_kernels``;
+        without (validation) the first one shrinks every face."""
+        kernels = self.options["down_kernels"]
+        lr = (make_low_resolution(batch["hq"], network.in_size, kernels[0]) if generator is None
+              else mixed_low_resolution(batch["hq"], network.in_size, kernels, generator))
         if not network.uses_parsing:
             return lr, None
         with torch.no_grad():
@@ -187,21 +217,24 @@ class CFGPFSSRRecipe:
         network = models["generator"]
         discriminator = models.get("discriminator")
 
+        # kernels and crops reproducible from the step (the engine seeds the data, not these)
+        crops = torch.Generator().manual_seed(step.iteration)
         # the low-resolution input and its parsing (a parser pass) once per micro-batch, for both updates
-        inputs = {id(micro): self.inputs(network, micro) for micro in step.micro_batches}
+        inputs = {id(micro): self.inputs(network, micro, crops) for micro in step.micro_batches}
+        if discriminator is not None and step.iteration < int(o["gan_start"]):
+            # from scratch at 16x the perceptual and GAN terms outweigh the MSE and hold the
+            # output back from the colours and shapes a judge needs: they can start later
+            discriminator = None
         if discriminator is not None:
             update_discriminator(step, discriminator, lambda micro: network(*inputs[id(micro)]),
                                  r1_weight=0.0, r1_every=1)
-
-        # crops reproducible from the step (the engine seeds the data, not the crops)
-        crops = torch.Generator().manual_seed(step.iteration)
 
         def g_loss(micro):
             output = network(*inputs[id(micro)])
             target = micro["hq"]
             terms = LossTerms()
             terms.add("mse", mse_loss(output, target), o["mse_weight"])
-            if self.perceptual is not None:
+            if self.perceptual is not None and step.iteration >= int(o["perceptual_start"]):
                 # a crop keeps VGG, most of a CPU step at full size, affordable
                 pair = paired_random_crop(output, target, o["perceptual_crop"], crops)
                 terms.add("perceptual", self.perceptual(*pair)[0], o["perceptual_weight"])
@@ -221,7 +254,8 @@ class CFGPFSSRRecipe:
 
     @torch.no_grad()
     def baseline(self, generator, batch):
-        return bicubic_baseline(make_low_resolution(batch["hq"], generator.in_size), generator.out_size)
+        lr = make_low_resolution(batch["hq"], generator.in_size, self.options["down_kernels"][0])
+        return bicubic_baseline(lr, generator.out_size)
 
     def export(self, generator, config) -> dict[str, Any]:
         checkpoint: dict[str, Any] = {"params_ema": generator.state_dict(), "config": dict(generator.config)}
