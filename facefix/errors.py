@@ -18,6 +18,16 @@ class InputError(FacefixError):
         super().__init__(f"{path}: {reason}")
 
 
+class OutputError(FacefixError):
+    """An output can't be written where asked (not a regular file there, one of the inputs,
+    a folder that can't be made or written to)."""
+
+    def __init__(self, path: Path | str, reason: str):
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")
+
+
 class WeightsError(FacefixError):
     """A weights file is missing, corrupt, of the wrong layout, or unsafe to load."""
 
@@ -28,6 +38,9 @@ class ComponentError(FacefixError):
 
 _CONTROL = {code: f"\\x{code:02x}" for code in (*range(32), 127)}
 _CONTROL.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"})
+# bidirectional overrides and isolates (U+202E makes "gpj.exe" read "exe.jpg"), and C1 controls
+_CONTROL.update({code: f"\\u{code:04x}" for code in (*range(0x80, 0xA0), 0x200E, 0x200F, *range(0x202A, 0x202F),
+                                                    *range(0x2066, 0x206A))})
 
 
 def one_line(text: str) -> str:
@@ -51,3 +64,8 @@ def error_text(error: BaseException, path: Path | str | None = None) -> str:
         return str(error)
     text = brief(error) if isinstance(error, FacefixError) else brief(f"{type(error).__name__}: {error}")
     return f"{path}: {text}" if path is not None else text
+
+
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """``1 face``, ``2 faces``: summaries read as sentences."""
+    return f"{count} {noun if count == 1 else plural or noun + 's'}"

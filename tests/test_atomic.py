@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import stat
 
 import pytest
 import torch
 
-from facefix.atomic import atomic_path, write_bytes_atomic
+from facefix.atomic import atomic_path, own_temporary_pid, refuse_unreplaceable, temporary_name, write_bytes_atomic
+from facefix.errors import OutputError
 
 
 def _temporaries(folder):
@@ -71,3 +73,32 @@ def test_a_checkpoint_that_fails_to_save_leaves_the_last_good_one(tmp_path, monk
     monkeypatch.undo()
     assert trainer_module.Trainer.save(Engine(), "last.pth") == tmp_path / "last.pth"
     assert torch.load(tmp_path / "last.pth", weights_only=True) == {"step": 1}
+
+
+def test_a_long_name_gets_a_temporary_within_the_file_system_limit(tmp_path):
+    """Names of 235-255 bytes failed: the temporary's name was longer than the limit."""
+    target = tmp_path / ("é" * 120 + ".png")  # 245 bytes in UTF-8
+    write_bytes_atomic(target, b"x")
+    assert target.read_bytes() == b"x" and _temporaries(tmp_path) == []
+    name = temporary_name(target.name, 4242, "0123abcd")
+    assert len(name.encode()) <= 255 and own_temporary_pid(name) == 4242
+
+
+def test_only_facefix_made_temporaries_are_recognised():
+    assert own_temporary_pid(temporary_name("photo.jpg", 77, "deadbeef")) == 77
+    for name in (".chapter.2023-final.part", ".photo.jpg.77-deadbeef-00000000.part", ".notes.part"):
+        assert own_temporary_pid(name) is None
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs are POSIX")
+def test_what_is_not_a_regular_file_is_never_replaced(tmp_path):
+    """The rename would put a regular file in place of a device (``-o /dev/null`` as root)."""
+    fifo = tmp_path / "pipe.onnx"
+    os.mkfifo(fifo)
+    (tmp_path / "folder.png").mkdir()
+    for target, reason in ((fifo, "exists and is a FIFO"), (tmp_path / "folder.png", "is a folder")):
+        with pytest.raises(OutputError, match=reason):
+            write_bytes_atomic(target, b"x")
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode) and _temporaries(tmp_path) == []
+    with pytest.raises(OutputError, match="character device"):
+        refuse_unreplaceable("/dev/null")

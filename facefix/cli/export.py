@@ -9,6 +9,7 @@ import click
 
 from facefix.cards import NetworkCard
 from facefix.cli.common import fail
+from facefix.cli.types import FiniteFloat, InputFile
 from facefix.onnx import DEFAULT_OPSET
 
 
@@ -19,7 +20,7 @@ def _shared_options(card: NetworkCard, what: str) -> Callable[[Callable[..., Any
     options = [
         click.option("--variant", type=click.Choice(tags) if tags else None, default=default, show_default=True,
                      help="Which released weights (ignored with --weights).", hidden=not tags),
-        click.option("--weights", "weights_path", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+        click.option("--weights", "weights_path", type=InputFile(path_type=Path),
                      help="Weights file (default: the variant's registered checkpoint)."),
         click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
                      help="The .onnx file to write."),
@@ -28,7 +29,7 @@ def _shared_options(card: NetworkCard, what: str) -> Callable[[Callable[..., Any
         click.option("--fp16", is_flag=True, help="Half-precision weights and I/O (for GPUs)."),
         click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path), envvar="FACEFIX_MODEL_DIR",
                      help="Folder with weights files (also FACEFIX_MODEL_DIR)."),
-        click.option("--sample", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+        click.option("--sample", type=InputFile(path_type=Path),
                      help=f"{what} to compare PyTorch and onnxruntime on."),
     ]
 
@@ -38,6 +39,23 @@ def _shared_options(card: NetworkCard, what: str) -> Callable[[Callable[..., Any
         return command
 
     return decorate
+
+
+def check_output(output: Path, inputs: dict[str, Path | None]) -> None:
+    """Before anything is built: OUTPUT is not one of the inputs, nor a device or a folder,
+    and its folder can be written to."""
+    import os
+
+    from facefix.atomic import refuse_input_as_output, refuse_unreplaceable
+    from facefix.errors import OutputError
+
+    refuse_input_as_output(output, inputs)
+    refuse_unreplaceable(output)
+    folder = output.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(output, f"can't be written: {folder} is read-only for this user")
 
 
 def _spec_of(card: NetworkCard, variant: str | None) -> Any:
@@ -50,7 +68,7 @@ def _spec_of(card: NetworkCard, variant: str | None) -> Any:
 def upsampler_export_command(card: NetworkCard) -> click.Command:
     """``facefix export NAME`` for an upsampler: free height and width in the exported graph."""
 
-    @click.command(name=card.name, help=f"Export the {card.title} upsampler to ONNX (any image size), check it "
+    @click.command(name=card.name, help=f"Export {card.title} (an upsampler) to ONNX (any image size), check it "
                                         "and compare with PyTorch.")
     @_shared_options(card, "Image")
     def command(variant, weights_path, output, opset, fp16, model_dir, sample):
@@ -61,6 +79,7 @@ def upsampler_export_command(card: NetworkCard) -> click.Command:
         from facefix.weights import WeightsResolver
 
         try:
+            check_output(output, {"--weights": weights_path, "--sample": sample})
             spec = _spec_of(card, variant)
             upsampler = compose.build(spec, device="cpu", resolver=WeightsResolver(model_dir=model_dir),
                                       weights_path=weights_path)
@@ -68,6 +87,8 @@ def upsampler_export_command(card: NetworkCard) -> click.Command:
             report = export_upsampler(upsampler, output, opset=opset, fp16=fp16, sample=image)
         except FacefixError as error:
             fail(str(error))
+        except OSError as error:  # a full disk, a read-only folder: the file that failed, in one line
+            fail(f"{error.filename or output}: {error.strerror or error}")
         click.echo(f"exported {spec.name} to {report.path} (opset {report.opset}, any height and width); ONNX "
                    f"checker passed; max |onnxruntime - torch| = {report.max_abs_difference:.2e} (in [0, 1])")
 
@@ -80,14 +101,14 @@ def export_command(card: NetworkCard) -> click.Command:
     if card.kind == "upsampler":
         return upsampler_export_command(card)
 
-    @click.command(name=card.name, help=f"Export the {card.title} restorer to ONNX, check it and compare with PyTorch.")
+    @click.command(name=card.name, help=f"Export {card.title} (a {card.kind}) to ONNX, check it and compare with PyTorch.")
     @_shared_options(card, "Aligned face image")
     @click.option("--dynamic-batch", is_flag=True, help="Let the batch size vary at run time.")
-    @click.option("--fidelity", type=click.FloatRange(0, 1), default=None,
+    @click.option("--fidelity", type=FiniteFloat(0, 1), default=None,
                   help="For a network with a fidelity: the graph takes it as its 'weight' input, (1,) float32; "
                        "this value is recorded as that input's default and checked against PyTorch. "
                        "[default: 1]")
-    @click.option("--parser-weights", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    @click.option("--parser-weights", type=InputFile(path_type=Path),
                   help="Parser exported inside the graph, for a network that parses its input but whose "
                        "file carries no parser.")
     def command(variant, weights_path, output, opset, fp16, model_dir, sample, dynamic_batch, fidelity,
@@ -101,6 +122,7 @@ def export_command(card: NetworkCard) -> click.Command:
         from facefix.weights import WeightsResolver
 
         try:
+            check_output(output, {"--weights": weights_path, "--sample": sample, "--parser-weights": parser_weights})
             resolver = WeightsResolver(model_dir=model_dir)
             spec = _spec_of(card, variant)
             selection = compose.ComponentSelection(fidelity=fidelity, device="cpu", parser_weights=parser_weights)
@@ -114,6 +136,8 @@ def export_command(card: NetworkCard) -> click.Command:
                                      sample=face)
         except FacefixError as error:
             fail(str(error))
+        except OSError as error:  # a full disk, a read-only folder: the file that failed, in one line
+            fail(f"{error.filename or output}: {error.strerror or error}")
         click.echo(f"exported {spec.name} to {report.path} (opset {report.opset}); ONNX checker passed; "
                    f"max |onnxruntime - torch| = {report.max_abs_difference:.2e} on a {restorer.input_size}px face")
         if getattr(restorer, "fidelity", None) is not None:
