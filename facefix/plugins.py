@@ -69,19 +69,31 @@ def load_plugins() -> None:
         return
     _loaded = True
     allowed = _allowed_third_party()
-    for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+
+    def distribution(entry_point: importlib.metadata.EntryPoint) -> str:
         dist = entry_point.dist
-        dist_name = dist.metadata["Name"] if dist is not None else "?"
-        builtin = dist_name is not None and dist_name.lower() == BUILTIN_DISTRIBUTION
+        return (dist.metadata["Name"] if dist is not None else None) or "?"
+
+    def is_builtin(entry_point: importlib.metadata.EntryPoint) -> bool:
+        return distribution(entry_point).lower() == BUILTIN_DISTRIBUTION
+
+    # built-ins first, whatever order the environment lists distributions in: they win
+    # every clash of names (components, cards, commands) against later plugins
+    entry_points = sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: not is_builtin(e))
+    for entry_point in entry_points:
+        dist, dist_name, builtin = entry_point.dist, distribution(entry_point), is_builtin(entry_point)
         if not builtin and allowed is not None and entry_point.name not in allowed:
             continue
         if pm.has_plugin(entry_point.name):
+            if not builtin and entry_point.name in _builtin_names:
+                warn(f"plugin {entry_point.name!r} ({dist_name}) not loaded: a built-in plugin has that name")
             continue
         try:
             module = entry_point.load()
             pm.register(module, name=entry_point.name)
-        except Exception as error:  # a broken plugin must not take the CLI down
-            warn(f"plugin {entry_point.name!r} ({dist_name}) failed to load: {type(error).__name__}: {error}")
+        except (Exception, SystemExit) as error:  # a broken plugin must not take the CLI down, sys.exit() included
+            what = f"SystemExit({error.code!r})" if isinstance(error, SystemExit) else type(error).__name__
+            warn(f"plugin {entry_point.name!r} ({dist_name}) failed to load: {what}: {error}")
             continue
         unknown = unknown_hooks(module)
         if unknown:
@@ -121,7 +133,7 @@ def call_each(hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
         argnames = impl.argnames
         try:
             result = impl.function(*[kwargs[name] for name in argnames])
-        except Exception as error:
+        except (Exception, SystemExit) as error:
             warn(f"plugin {impl.plugin_name!r} failed in {hook_name}: {type(error).__name__}: {error}")
             continue
         results.append((impl.plugin_name, result))
@@ -151,7 +163,7 @@ def card_registrations() -> list[tuple[str, NetworkCard]]:
         current_plugin[0] = impl.plugin_name
         try:
             impl.function(register)
-        except Exception as error:
+        except (Exception, SystemExit) as error:
             warn(f"plugin {impl.plugin_name!r} failed to register networks: {type(error).__name__}: {error}")
     return found
 
@@ -191,9 +203,10 @@ def card_specs(card: NetworkCard, plugin: str = "") -> list[ComponentSpec]:
 
 def _collect(kind: str) -> dict[str, ComponentSpec]:
     specs: dict[str, ComponentSpec] = {}
+    registered: list[ComponentSpec] = []  # every registration, then added built-ins first
     current_plugin = [""]
 
-    def add(spec: ComponentSpec) -> None:
+    def accept(spec: ComponentSpec) -> None:
         taken = next((name for name in (spec.name, *spec.aliases) if find(specs, name) is not None), None)
         if taken is not None:
             owner = find(specs, taken)
@@ -210,22 +223,24 @@ def _collect(kind: str) -> dict[str, ComponentSpec]:
         rank: int | None = None,
         aliases: tuple[str, ...] | list[str] = (),
     ) -> None:
-        add(ComponentSpec(kind=kind, name=name, factory=factory, description=description, weights=tuple(weights),
-                          plugin=current_plugin[0], rank=rank, aliases=tuple(aliases)))
+        registered.append(ComponentSpec(kind=kind, name=name, factory=factory, description=description,
+                                        weights=tuple(weights), plugin=current_plugin[0], rank=rank,
+                                        aliases=tuple(aliases)))
 
     load_plugins()
-    # pluggy calls implementations newest-registered first; reverse so that built-ins
-    # (loaded first) win name clashes against later plugins.
+    # pluggy calls implementations newest-registered first; reversed, built-ins (loaded first) come first
     for impl in reversed(getattr(pm.hook, _HOOK_FOR_KIND[kind]).get_hookimpls()):
         current_plugin[0] = impl.plugin_name
         try:
             impl.function(register)
-        except Exception as error:
+        except (Exception, SystemExit) as error:
             warn(f"plugin {impl.plugin_name!r} failed to register {kind}s: {type(error).__name__}: {error}")
     for plugin, card in card_registrations():
         if card.kind == kind:
-            for spec in card_specs(card, plugin):
-                add(spec)
+            registered.extend(card_specs(card, plugin))
+    # a third-party 'compact' or 'PassThrough' (component or card) never replaces a built-in
+    for spec in sorted(registered, key=lambda spec: spec.plugin not in _builtin_names):
+        accept(spec)
     return specs
 
 

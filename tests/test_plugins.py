@@ -89,7 +89,7 @@ def test_register_detectors_hook(tmp_path):
             cli, ["restore", str(cv2_path), str(tmp_path / "out"), "--detector", "fixed-test",
                   "--restorer", "passthrough", "--quiet"])
         assert result.exit_code == 0, result.output
-        assert "1 processed, 0 failed; 1 faces restored" in result.output
+        assert "1 processed, 0 failed; 1 face restored" in result.output
     with pytest.raises(Exception, match="unknown detector 'fixed-test'"):
         plugins.get_component("detector", "fixed-test")
 
@@ -319,22 +319,55 @@ def test_the_documented_example_plugin_works(tmp_path):
     assert np.array_equal(out[:50], canvas[:50])  # far from the face: untouched
     centre = out[90 + 64, 80 + 64]
     assert centre[2] > centre[0] and not np.allclose(centre, 100.0)  # tinted: red above blue
+    # the classic sepia of a skin tone, in RGB: the BGR matrix is that one turned round, not a duller mix
+    skin = np.full((128, 128, 3), (120.0, 150.0, 200.0), np.float32)  # B, G, R
+    red, green, blue = 200.0, 150.0, 120.0
+    sepia = [0.272 * red + 0.534 * green + 0.131 * blue, 0.349 * red + 0.686 * green + 0.168 * blue,
+             0.393 * red + 0.769 * green + 0.189 * blue]  # B', G', R'
+    tinted = blender.blend(np.zeros((300, 300, 3), np.float32), skin, inverse, None, 1.0)[90 + 64, 80 + 64]
+    assert np.allclose(tinted, np.minimum(sepia, 200.0), atol=0.5)
 
 
-def docs_code(filename: str) -> str:
-    """The code block docs/plugins.md gives for ``filename``."""
+def test_the_documented_blender_plugin_installs_with_pip_and_restores(tmp_path, shared_weights):
+    site = pip_install_from_docs(tmp_path, ("facefix_sepia.py", "pyproject.toml"), after="## A component plugin")
+    listing = run_facefix(["plugins", "--json"], site)
+    assert listing.returncode == 0, listing.stderr
+    plugin = next(item for item in json.loads(listing.stdout)["plugins"] if item["name"] == "sepia")
+    assert plugin["distribution"] == "facefix-sepia 0.1"
+    photo = shared_path("photos", "insightface_t1.jpg")
+    result = run_facefix(["restore", str(photo), str(tmp_path / "out"), "--blender", "sepia", "--restorer",
+                          "passthrough", "--quiet"], site)
+    assert result.returncode == 0, result.stderr
+    assert read_any(tmp_path / "out" / photo.name).shape == read_any(photo).shape
+
+
+def docs_code(filename: str, after: str = "") -> str:
+    """The code block docs/plugins.md gives for ``filename`` (the first one after ``after``)."""
     docs = (PROJECT / "docs" / "plugins.md").read_text()
-    return docs.split(f"`{filename}`", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    docs = docs.split(after, 1)[1] if after else docs
+    fence = "```toml\n" if filename.endswith(".toml") else "```python\n"
+    return docs.split(f"`{filename}`", 1)[1].split(fence, 1)[1].split("```", 1)[0]
+
+
+def pip_install_from_docs(tmp_path: Path, files: tuple[str, ...], after: str = "") -> Path:
+    """The docs' files for one plugin written as given and installed by pip into a folder of
+    its own (no network, no build isolation): the folder to put on PYTHONPATH."""
+    project, site = tmp_path / "project", tmp_path / "site"
+    project.mkdir()
+    for name in files:
+        (project / name).write_text(docs_code(name, after))
+    installed = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                                "--no-index", "--target", str(site), str(project)], capture_output=True, text=True,
+                               timeout=300)
+    assert installed.returncode == 0, installed.stderr
+    return site
 
 
 def test_register_networks_hook(tmp_path):
     """The documented network plugin, installed as a distribution: from its card alone
     facefix lists it, trains it, detects its checkpoint, restores, exports and runs the
     export in onnxruntime."""
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "tinynet.py").write_text(docs_code("tinynet.py"))
-    make_distribution(site, "facefix-tinynet", "facefix_tinynet", docs_code("facefix_tinynet.py"), "tinynet")
+    site = pip_install_from_docs(tmp_path, ("tinynet.py", "facefix_tinynet.py", "pyproject.toml"))
     faces = copy_faces(tmp_path / "faces", 6)
 
     listing = run_facefix(["plugins", "--json"], site)
@@ -433,3 +466,70 @@ def test_a_failing_restorer_batch_fails_its_images_and_the_run_goes_on(tmp_path)
     assert len(errors) == 2 and all("out of memory (simulated)" in line for line in errors)
     assert "1 processed, 2 failed" in result.output
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["c.png"]
+
+
+# -- built-ins win every clash (issue 33) -------------------------------------------------------
+
+
+class ImpostorPlugin:
+    """Registers a 'compact' and a 'PassThrough' restorer, and 'restore' and 'train compact'
+    commands: a third-party plugin must not take over facefix's own."""
+
+    @hookimpl
+    def register_restorers(self, register):
+        register("compact", lambda context: InvertRestorer(), description="an impostor")
+        register("PassThrough", lambda context: InvertRestorer(), description="an impostor too")
+
+    @hookimpl
+    def register_commands(self, cli, train):
+        @cli.command(name="restore")
+        def restore():
+            click.echo("impostor restore")
+
+        @train.command(name="compact")
+        def compact():
+            click.echo("impostor train")
+
+        cli.add_command(click.Command("impostor-extra", callback=lambda: click.echo("extra")))
+
+
+def test_a_plugin_cannot_replace_built_in_components_or_commands(capsys):
+    from facefix import compose
+    from facefix.cli import PluginGroup
+    from facefix.weights import WeightsResolver
+
+    with registered(ImpostorPlugin(), "impostor-test-plugin"):
+        restorers = plugins.components("restorer")
+        assert restorers["compact"].plugin == "compact" and restorers["passthrough"].plugin == "passthrough"
+        assert "PassThrough" not in restorers
+        assert compose.choose("restorer", None, WeightsResolver()).plugin != "impostor-test-plugin"
+        warnings = capsys.readouterr().err
+        assert "'compact' from plugin 'impostor-test-plugin' ignored" in warnings
+        assert "'PassThrough' from plugin 'impostor-test-plugin' ignored" in warnings
+        PluginGroup._add_plugin_commands(cli)
+        try:
+            restore_help = CliRunner().invoke(cli, ["restore", "--help"])
+            assert "Restore every face" in restore_help.output and "impostor" not in restore_help.output
+            train_help = CliRunner().invoke(cli, ["train", "compact", "--help"])
+            assert "impostor" not in train_help.output and "--data" in train_help.output
+            assert CliRunner().invoke(cli, ["impostor-extra"]).output == "extra\n"  # a new name is welcome
+            warnings = capsys.readouterr().err
+            assert "command 'restore' from plugin 'impostor-test-plugin' ignored" in warnings
+            assert "command 'train compact' from plugin 'impostor-test-plugin' ignored" in warnings
+        finally:
+            cli.commands.pop("impostor-extra", None)
+            cli._plugins_added.discard("impostor-test-plugin")
+
+
+def test_an_entry_point_named_like_a_built_in_and_one_that_exits_are_named(tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    make_distribution(site, "facefix-shadow", "facefix_shadow", BLENDER_PLUGIN, "compact")
+    make_distribution(site, "facefix-exits", "facefix_exits", "import sys\nsys.exit(3)\n", "exits")
+    result = run_facefix(["--help"], site)
+    assert result.returncode == 0 and "restore" in result.stdout
+    warnings = [line for line in result.stderr.splitlines() if "warning" in line]
+    assert any("'compact' (facefix-shadow) not loaded: a built-in plugin has that name" in line for line in warnings)
+    assert any("'exits' (facefix-exits) failed to load: SystemExit(3)" in line for line in warnings)
+    listing = run_facefix(["plugins", "--json"], site)
+    assert "paint-corner" not in listing.stdout  # the shadowing module never ran

@@ -8,7 +8,7 @@ they need when they run.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import click
 
@@ -39,12 +39,14 @@ class PluginGroup(click.Group):
         pending = [impl for impl in impls if impl.plugin_name not in self._plugins_added]
         if not pending:
             return
-        arguments = {"cli": self, "train": train_group, "export": export_group}
         for impl in pending:
             self._plugins_added.add(impl.plugin_name)
+            arguments = {"cli": GuardedGroup(self, impl.plugin_name, lambda: set()),
+                         "train": GuardedGroup(train_group, impl.plugin_name, lambda: _card_commands(_trainable)),
+                         "export": GuardedGroup(export_group, impl.plugin_name, lambda: _card_commands(_exportable))}
             try:
                 impl.function(*[arguments[name] for name in impl.argnames])
-            except Exception as error:
+            except (Exception, SystemExit) as error:
                 plugins.warn(f"plugin {impl.plugin_name!r} failed to add commands: {type(error).__name__}: {error}")
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -54,6 +56,51 @@ class PluginGroup(click.Group):
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         self._add_plugin_commands()
         return super().get_command(ctx, name)
+
+
+class GuardedGroup:
+    """The view of a command group a plugin's ``register_commands`` gets: it adds commands,
+    but never under a name already taken (a built-in command such as ``restore``, one a
+    card generates such as ``train compact``, or an earlier plugin's): those stay, and the
+    plugin's is ignored with one warning naming it."""
+
+    def __init__(self, group: click.Group, plugin: str, reserved: Callable[[], set[str]]):
+        self._group, self._plugin, self._reserved = group, plugin, reserved
+
+    def add_command(self, command: click.Command, name: str | None = None) -> None:
+        name = name or command.name
+        if name in self._group.commands or name in self._reserved():
+            where = f"{self._group.name} {name}" if self._group.name not in (None, "cli") else name
+            plugins.warn(f"command {where!r} from plugin {self._plugin!r} ignored: facefix already has that command")
+            return
+        self._group.add_command(command, name)
+
+    def _decorator(self, make: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+        if len(args) == 1 and callable(args[0]) and not kwargs:  # @group.command without parentheses
+            command = make()(args[0])
+            self.add_command(command)
+            return command
+
+        def decorate(function: Callable[..., Any]) -> click.Command:
+            command = make(*args, **kwargs)(function)
+            self.add_command(command)
+            return command
+
+        return decorate
+
+    def command(self, *args: Any, **kwargs: Any) -> Any:
+        return self._decorator(click.command, args, kwargs)
+
+    def group(self, *args: Any, **kwargs: Any) -> Any:
+        return self._decorator(click.group, args, kwargs)
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(self._group, attribute)
+
+
+def _card_commands(make: Callable[[NetworkCard], click.Command | None]) -> set[str]:
+    """The names of the commands the registered cards generate in ``train`` or ``export``."""
+    return {command.name for card in plugins.cards() if (command := make(card)) is not None}
 
 
 class NetworkCommands(click.Group):
