@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 _CHOSEN: list[int] = []  # the count in force, once set
+_CAPPED: set[int] = set()  # counts already said to be too many
 
 
 def available_cpus() -> int:
@@ -50,7 +51,15 @@ def use_threads(count: int | None = None) -> int:
 
     onnxruntime's own default (its physical cores) stays unless asked: its results depend on
     its thread count, and every engine (local, each Ray worker) must give the same bytes."""
-    chosen = int(count) if count else available_cpus()
+    available = available_cpus()
+    chosen = int(count) if count else available
+    if chosen > available:
+        # more threads than CPUs only fight over them (--threads 1000 ran for minutes, 100000 crashed)
+        if chosen not in _CAPPED:
+            _CAPPED.add(chosen)
+            print(f"facefix: note: --threads {chosen} is more than the {available} CPU(s) this process may use; "
+                  f"using {available}", file=sys.stderr)
+        chosen = available
     if "torch" in sys.modules:
         import torch
 

@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import PROJECT, copy_faces, file_digest, shared_path
+from facefix.atomic import temporary_name
 from facefix.cli import cli
 
 PHOTO = "facexlib__assets_test2.jpg"
@@ -303,15 +304,19 @@ def test_temporaries_a_killed_run_left_are_removed_by_the_next_and_a_live_runs_a
     dead.wait()  # a pid that was facefix's and is gone
     out = tmp_path / "out"
     (out / "sub").mkdir(parents=True)
-    stale = [out / f".photo.jpg.{dead.pid}-k1ll3d.part", out / "sub" / f".other.png.{dead.pid}-abcdef.part"]
-    live = out / f".photo.jpg.{os.getpid()}-w0rk1n.part"  # this process is alive: a concurrent run's
-    foreign = out / ".notes.txt.part"  # not facefix's naming
-    for path in (*stale, live, foreign):
+    stale = [out / temporary_name("photo.jpg", dead.pid, "0badc0de"),
+             out / "sub" / temporary_name("other.png", dead.pid, "abcdef01")]
+    live = out / temporary_name("photo.jpg", os.getpid(), "12345678")  # this process is alive: a concurrent run's
+    foreign = [out / ".notes.txt.part",  # not facefix's naming
+               out / "album" / ".chapter.2023-final.part",  # a user's file that looks like an old temporary
+               out / f".photo.jpg.{dead.pid}-0badc0de-00000000.part"]  # the pattern without facefix's digest
+    foreign[1].parent.mkdir()
+    for path in (*stale, live, *foreign):
         path.write_bytes(b"half")
     result = facefix("restore", shared_path("photos", PHOTO), out, "--restorer", "passthrough")
     assert result.returncode == 0, result.stderr
     assert f"removed 2 temporary file(s) an interrupted run left in {out}" in result.stderr
-    assert not any(path.exists() for path in stale) and live.exists() and foreign.exists()
+    assert not any(path.exists() for path in stale) and live.exists() and all(path.exists() for path in foreign)
 
 
 def test_training_skips_a_bad_image_with_a_warning_and_a_corrupt_resume_is_one_line(tmp_path):
@@ -584,3 +589,193 @@ def test_a_checkpoint_with_a_crafted_config_is_one_line(tmp_path, network, fixtu
     assert result.returncode == 1
     line, = result.stderr.strip().splitlines()
     assert line.startswith(f"Error: {crafted}: does not fit the ") and "bad config" in line
+
+
+# -- the second sweep (issue 33): each case fails without its fix ----------------------------
+
+
+def test_export_never_replaces_a_device_or_its_own_weights(tmp_path):
+    """`export -o /dev/null` as root put a regular file in place of the device; `-o w.pth
+    --weights w.pth` overwrote the trained checkpoint with ONNX and exited 0."""
+    weights = tmp_path / "w.pth"
+    shutil.copy(PROJECT / "weights" / "facefix_compact_v1.pth", weights)
+    digest = file_digest(weights)
+    result = facefix("export", "compact", "--weights", weights, "-o", "/dev/null")
+    assert result.returncode == 1 and "character device" in result.stderr
+    assert os.path.exists("/dev/null") and not os.path.isfile("/dev/null")
+    for output in (weights, tmp_path / "." / "w.pth"):
+        result = facefix("export", "compact", "--weights", weights, "-o", output)
+        assert result.returncode == 1 and "--weights input" in result.stderr, result.stderr
+        assert len(error_lines(result.stderr)) == 1
+    assert file_digest(weights) == digest
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs are POSIX")
+def test_fifos_given_as_onnx_or_config_are_refused_at_once(tmp_path):
+    os.mkfifo(tmp_path / "model.onnx")
+    os.mkfifo(tmp_path / "config.json")
+    for args in (("restore", shared_path("photos", PHOTO), tmp_path / "out", "--onnx", tmp_path / "model.onnx",
+                  "--backend", "onnx"),
+                 ("train", "compact", "--data", tmp_path, "--config", tmp_path / "config.json")):
+        result = facefix(*args, timeout=60)
+        assert result.returncode == 2 and "not a regular file (a FIFO)" in result.stderr
+
+
+def test_training_on_fewer_faces_than_a_batch_is_one_line_not_a_hang(tmp_path):
+    faces = copy_faces(tmp_path / "faces", 3)
+    result = facefix("train", "compact", "--data", faces / "images", "--out", tmp_path / "run", "--batch-size", "4",
+                     "--quiet", timeout=120)
+    assert result.returncode == 1 and len(error_lines(result.stderr)) == 1
+    assert "fewer than the batch size 4" in result.stderr
+
+
+def test_resuming_another_networks_checkpoint_and_bad_numbers_are_one_line(tmp_path):
+    faces = copy_faces(tmp_path / "faces", 6)
+    common = ["train", "compact", "--data", faces / "images", "--size", "64", "--crop", "0", "--batch-size", "2",
+              "--workers", "0", "--val-every", "0", "--iters", "1", "--quiet"]
+    run = tmp_path / "run"
+    run.mkdir()
+    torch = pytest.importorskip("torch")
+    torch.save({"step": 3, "config": {"network": "gfpgan"}, "models": {"generator": {"x": torch.zeros(1)}},
+                "ema": {}, "optimizers": {}}, run / "last.pth")
+    resumed = facefix(*common, "--out", run, "--resume")
+    assert resumed.returncode == 1 and "can't continue this compact run" in resumed.stderr
+    assert len(resumed.stderr.strip().splitlines()) == 1
+    for flag, value, code in (("--lr", "nan", 2), ("--lr", "-1", 1), ("--size", "0", 2)):
+        result = facefix(*common, "--out", tmp_path / "other", flag, value)
+        assert result.returncode == code and "Traceback" not in result.stderr, (flag, value, result.stderr)
+        assert flag in result.stderr
+
+
+@pytest.mark.parametrize("option", ["--blend", "--upscale", "--fidelity", "--min-face-size", "--max-face-size",
+                                    "--detection-threshold"])
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_float_options_refuse_nan_and_infinity(tmp_path, option, value):
+    """`--blend nan` pasted a black face and exited 0."""
+    result = restore(shared_path("photos", PHOTO), tmp_path / "out", option, value)
+    assert result.exit_code == 2 and "Invalid value" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_jpeg_padded_after_its_end_and_a_folder_with_a_symlink_loop(tmp_path):
+    """Padding after the end marker (cameras, messengers) was "truncated"; a link loop in a
+    folder aborted the batch with a traceback."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "padded.jpg").write_bytes(shared_path("photos", PHOTO).read_bytes() + b"\0" * 4096)
+    shutil.copy(shared_path("photos", PHOTO), folder / "plain.jpg")
+    (folder / "loop.jpg").symlink_to("loop.jpg")
+    (folder / "dangling.jpg").symlink_to("gone.jpg")
+    result = facefix("restore", folder, tmp_path / "out", "--restorer", "passthrough", "--quiet")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    lines = error_lines(result.stderr)
+    assert len(lines) == 2
+    assert any("loop.jpg" in line and "symbolic link loop" in line for line in lines)
+    # the link's own name, not its target's
+    assert any(f"{folder / 'dangling.jpg'}: a symbolic link to gone.jpg" in line for line in lines)
+    assert "2 processed, 2 failed" in result.stderr
+    assert (tmp_path / "out" / "padded.jpg").is_file() and (tmp_path / "out" / "plain.jpg").is_file()
+    direct = facefix("restore", folder / "loop.jpg", tmp_path / "out2", "--quiet")
+    assert direct.returncode == 1 and "symbolic link loop" in direct.stderr and "not found" not in direct.stderr
+
+
+def test_unsupported_uris_a_too_deep_tree_and_long_names(tmp_path):
+    result = facefix("restore", "zip://x::file:///etc/passwd", tmp_path / "out", "--quiet")
+    assert result.returncode == 1 and "unsupported location" in result.stderr and "Traceback" not in result.stderr
+    # a folder past PATH_MAX: named in one line, the rest of the batch restored
+    root = tmp_path / "deep"
+    root.mkdir()
+    shutil.copy(shared_path("photos", PHOTO), root / "top.jpg")
+    here = os.getcwd()
+    try:
+        os.chdir(root)
+        for _ in range(25):
+            os.mkdir("d" * 200)
+            os.chdir("d" * 200)
+        shutil.copy(shared_path("photos", PHOTO), "deep.jpg")
+    finally:
+        os.chdir(here)
+    result = facefix("restore", root, tmp_path / "deep_out", "--recursive", "--restorer", "passthrough", "--quiet")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert len(error_lines(result.stderr)) == 1 and "1 processed, 1 failed" in result.stderr
+    # names of 235-255 bytes: their temporaries stay within the limit too
+    long = tmp_path / "long"
+    long.mkdir()
+    name = "é" * 121 + ".jpg"  # 246 bytes
+    shutil.copy(shared_path("photos", PHOTO), long / name)
+    result = facefix("restore", long, tmp_path / "long_out", "--restorer", "passthrough", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "long_out" / name).is_file()
+
+
+def test_aligned_jpegs_stay_jpegs_and_transparency_is_flattened_with_a_note(tmp_path):
+    face = shared_path("photos", "gfpgan__inputs_cropped_faces_Adele_crop.png")
+    jpeg = tmp_path / "face.jpg"
+    cv2 = pytest.importorskip("cv2")
+    cv2.imwrite(str(jpeg), cv2.imread(str(face)), [cv2.IMWRITE_JPEG_QUALITY, 95])
+    result = restore(jpeg, tmp_path / "aligned", "--aligned")
+    assert result.exit_code == 0 and (tmp_path / "aligned" / "face.jpg").is_file()
+    rgba = cv2.cvtColor(cv2.imread(str(shared_path("photos", PHOTO))), cv2.COLOR_BGR2BGRA)
+    rgba[:100, :, 3] = 0  # a transparent band
+    cv2.imwrite(str(tmp_path / "clear.png"), rgba)
+    result = CliRunner().invoke(cli, ["restore", str(tmp_path / "clear.png"), str(tmp_path / "flat"), "--restorer",
+                                      "passthrough", "--ext", "jpg"])
+    assert result.exit_code == 0
+    assert "transparency" in result.stderr and "flattened onto white" in result.stderr
+    assert cv2.imread(str(tmp_path / "flat" / "clear.jpg"))[:90].min() > 240  # white, not what was under
+
+
+def test_videos_among_images_are_named_and_a_video_given_to_restore_points_to_video(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(shared_path("photos", PHOTO), folder / "photo.jpg")
+    shutil.copy(shared_path("videos", "videoretalking__face_1.mp4"), folder / "clip.mp4")
+    (folder / "anim.gif").write_bytes(b"GIF89a")
+    result = CliRunner().invoke(cli, ["restore", str(folder), str(tmp_path / "out"), "--restorer", "passthrough"])
+    assert result.exit_code == 0
+    notes = [line for line in result.stderr.splitlines() if "skipped, a video or animation" in line]
+    assert len(notes) == 2 and "facefix video" in notes[0]
+    direct = restore(folder / "clip.mp4", tmp_path / "out2")
+    assert direct.exit_code == 1 and "a video, not an image: restore it with `facefix video`" in direct.output
+    # and the other way round: a JPEG named .mp4 is no one-frame video
+    shutil.copy(shared_path("photos", PHOTO), tmp_path / "still.mp4")
+    video = facefix("video", tmp_path / "still.mp4", tmp_path / "out.mp4", "--quiet")
+    assert video.returncode == 1 and "a still image (JPEG), not a video" in video.stderr
+    assert not (tmp_path / "out.mp4").exists()
+
+
+def test_too_many_threads_too_small_tiles_and_a_sparse_giant_jpeg(tmp_path):
+    import time as clock
+
+    result = restore(shared_path("photos", PHOTO), tmp_path / "out", "--threads", "100000")
+    assert result.exit_code == 0 and "--threads 100000 is more than the" in result.stderr
+    tiny = restore(shared_path("photos", PHOTO), tmp_path / "out2", "--bg-upsampler", "realesr-animevideov3",
+                   "--bg-tile", "1", "--upscale", "2")
+    assert tiny.exit_code == 2 and "too small" in tiny.output
+    sparse = tmp_path / "huge.jpg"
+    with sparse.open("wb") as stream:
+        stream.write(shared_path("photos", PHOTO).read_bytes())
+        stream.truncate(10 << 30)  # 10 GB, nearly all a hole
+    started = clock.monotonic()
+    result = restore(sparse, tmp_path / "out3")
+    assert result.exit_code == 1 and "larger than an image of its size can be" in result.output
+    assert clock.monotonic() - started < 30
+
+
+def test_saved_faces_of_inputs_sharing_a_stem_are_all_kept(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(shared_path("photos", "insightface_t1.jpg"), folder / "group.jpg")
+    cv2 = pytest.importorskip("cv2")
+    cv2.imwrite(str(folder / "group.png"), cv2.imread(str(shared_path("photos", "insightface_t1.jpg"))))
+    result = restore(folder, tmp_path / "out", "--save-faces")
+    assert result.exit_code == 0, result.output
+    saved = sorted(path.name for path in (tmp_path / "out" / "restored_faces").iterdir())
+    assert len(saved) == 12 and "group.jpg_00.png" in saved and "group.png_00.png" in saved
+
+
+def test_a_bidirectional_override_in_a_name_is_escaped(tmp_path):
+    name = "photo\u202egpj.exe.jpg"
+    (tmp_path / name).write_bytes(b"not an image")
+    result = facefix("restore", tmp_path / name, tmp_path / "out", "--quiet")
+    assert result.returncode == 1 and "\u202e" not in result.stderr and "\\u202e" in result.stderr

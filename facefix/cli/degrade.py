@@ -11,6 +11,7 @@ import click
 import cv2
 import numpy as np
 
+from facefix.cli.types import InputFile
 from facefix.errors import InputError, error_text
 from facefix.training.degradations import (
     PRESETS,
@@ -66,7 +67,7 @@ def resize_longer_side(pixels: np.ndarray, size: int) -> np.ndarray:
 @click.argument("output", metavar="OUT", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--preset", type=click.Choice(sorted(PRESETS)), default="gfpgan", show_default=True,
               help="Degradation recipe to start from.")
-@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+@click.option("--config", "config_path", type=InputFile(path_type=Path),
               help="JSON overriding any part of the preset, e.g. {\"jpeg\": {\"quality\": [30, 70]}} "
                    "(an OUT/degradation.json reproduces that run).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,

@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 import click
 
+from facefix.cli.types import FiniteFloat, InputFile, TileSize
 from facefix.compose import ComponentSelection
 
 def _option(*decls: str, **kwargs: Any) -> tuple[tuple[str, ...], dict[str, Any]]:
@@ -39,12 +40,12 @@ SELECTION_OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "model_dir": _option("--model-dir", type=click.Path(file_okay=False, path_type=Path),
                               envvar="FACEFIX_MODEL_DIR",
                               help="Folder with weights files, used as given (also FACEFIX_MODEL_DIR)."),
-    "weights": _option("--weights", type=click.Path(dir_okay=False, path_type=Path),
+    "weights": _option("--weights", type=InputFile(exists=False, path_type=Path),
                             help="Weights file for the restorer; without --restorer, its network is read from the file."),
-    "parser_weights": _option("--parser-weights", type=click.Path(dir_okay=False, path_type=Path),
+    "parser_weights": _option("--parser-weights", type=InputFile(exists=False, path_type=Path),
                                    help="Weights file for the parser (e.g. one trained with "
                                         "`facefix train psfrgan-parse`)."),
-    "fidelity": _option("-w", "--fidelity", type=click.FloatRange(0, 1), default=None,
+    "fidelity": _option("-w", "--fidelity", type=FiniteFloat(0, 1), default=None,
                              help="Restorers that support it: 0 = strongest restoration, 1 = most faithful "
                                   "conditioning (default: the network's own: 1 for GFP-GAN, MMRB and CFGPFSSR, "
                                   "0.5 for CodeFormer)."),
@@ -56,12 +57,12 @@ SELECTION_OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
                                  "--precision bf16: 2.7x faster on a CPU with bf16, within 3 levels)."),
     "precision": _option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32",
                               show_default=True, help="Arithmetic precision for the torch and compile backends."),
-    "onnx": _option("--onnx", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    "onnx": _option("--onnx", type=InputFile(path_type=Path),
                          help="ONNX file for --backend onnx or --restorer onnx."),
-    "upsampler": _option("--bg-upsampler", "upsampler", default=None,
+    "upsampler": _option("--bg-upsampler", "--bg_upsampler", "upsampler", default=None,
                          help="Background upsampler, e.g. realesrgan-x2plus or realesr-animevideov3 (see `facefix "
                               "plugins`); runs when --upscale enlarges the image. Default: none (Lanczos)."),
-    "upsampler_tile": _option("--bg-tile", "upsampler_tile", type=click.IntRange(min=0), default=400,
+    "upsampler_tile": _option("--bg-tile", "upsampler_tile", type=TileSize(), default=400,
                               show_default=True,
                               help="The background upsampler's tile size in input pixels, 0 = the whole image at "
                                    "once (tiles overlap, so the result is the same; smaller tiles need less memory)."),
@@ -70,28 +71,28 @@ SELECTION_OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
                             "this process may use (its affinity and cgroup quota, not the machine's cores), "
                             "onnxruntime its own default. Give 1 or 2 when running several facefix "
                             "processes side by side."),
-    "detection_threshold": _option("--detection-threshold", type=click.FloatRange(0, 1), default=None,
+    "detection_threshold": _option("--detection-threshold", type=FiniteFloat(0, 1), default=None,
                                         help="Detector confidence threshold (default: the detector's own, 0.97 for the bundled "
                                              "RetinaFace, 0.8 for facexlib's)."),
 }
 #: FaceOptions field -> its option
 FACE_OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
-    "upscale": _option("-s", "--upscale", type=click.FloatRange(min=0.05, max=16), default=1.0, show_default=True,
+    "upscale": _option("-s", "--upscale", type=FiniteFloat(min=0.05, max=16), default=1.0, show_default=True,
                             help="Scale of the output image; faces are pasted at the matching scale."),
     "batch_size": _option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True,
                                help="Faces per restorer batch (faces from several images share a batch)."),
     "only_center_face": _option("--only-center-face", is_flag=True,
                                      help="Restore only the face nearest the image centre."),
     "largest_face": _option("--largest-face", is_flag=True, help="Restore only the largest face."),
-    "min_face_size": _option("--min-face-size", type=click.FloatRange(min=0), default=0, show_default=True,
+    "min_face_size": _option("--min-face-size", type=FiniteFloat(min=0), default=0, show_default=True,
                                   help="Skip faces whose box is smaller than this many pixels."),
-    "max_face_size": _option("--max-face-size", type=click.FloatRange(min=0), default=0, show_default=True,
+    "max_face_size": _option("--max-face-size", type=FiniteFloat(min=0), default=0, show_default=True,
                                   help="Leave faces whose box is larger than this many pixels as they are "
                                        "(clean close-ups need no restoring; 0: no limit)."),
     "color_match": _option("--color-match/--no-color-match", default=True, show_default=True,
                                 help="Give each restored face the original's colour (Lab mean; a/b spread) so "
                                      "the restorer adds no tint and keeps the photo's cast; its contrast stays."),
-    "blend": _option("--blend", type=click.FloatRange(0, 1), default=1.0, show_default=True,
+    "blend": _option("--blend", type=FiniteFloat(0, 1), default=1.0, show_default=True,
                           help="Mix each restored face with the original before paste-back (facefusion's "
                                "enhancer blend): 1 = restored only, 0 = the original face."),
     "keep_detail": _option("--keep-detail/--no-keep-detail", default=True, show_default=True,
@@ -165,9 +166,9 @@ def engine_options(command: Callable[..., Any]) -> Callable[..., Any]:
                      "local one."),
         _option("--actors", type=click.IntRange(min=1), default=1, show_default=True,
                 help="--engine ray: restorer actors (each loads the networks once)."),
-        _option("--num-cpus", type=click.FloatRange(min=0), default=1.0, show_default=True,
+        _option("--num-cpus", type=FiniteFloat(min=0), default=1.0, show_default=True,
                 help="--engine ray: CPUs each restorer actor reserves."),
-        _option("--num-gpus", type=click.FloatRange(min=0), default=0.0, show_default=True,
+        _option("--num-gpus", type=FiniteFloat(min=0), default=0.0, show_default=True,
                 help="--engine ray: GPUs each restorer actor reserves (fractions share a GPU)."),
     ]):
         decorated = click.option(*decls, **kwargs)(decorated)

@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from facefix.cards import NetworkCard
+from facefix.cli.types import FiniteFloat, InputFile, finite, input_file
 from facefix.training import defaults
 from facefix.errors import FacefixError, brief
 
@@ -82,8 +83,8 @@ def train_command(card: NetworkCard) -> click.Command:
                      help="Separate validation faces (default: a fixed 5% of --data)."),
         click.option("--masks", type=click.Path(exists=True, file_okay=False, path_type=Path),
                      help="Parsing masks (PNG labels 0-18, same file stems)."),
-        click.option("--size", type=int, help=f"Training size in pixels (default {default_size})."),
-        click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        click.option("--size", type=click.IntRange(min=8), help=f"Training size in pixels (default {default_size})."),
+        click.option("--config", "config_file", type=InputFile(path_type=Path),
                      help="JSON file with any TrainConfig field and a 'recipe' section."),
         click.option("--iters", type=click.IntRange(min=1),
                      help=f"Optimiser steps to train for, in all (default {defaults.ITERS}; a resumed run counts "
@@ -103,7 +104,7 @@ def train_command(card: NetworkCard) -> click.Command:
                           "the end)."),
         click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]),
                      help=f"Training arithmetic (default {defaults.PRECISION}; bf16 and fp16 use autocast)."),
-        click.option("--max-grad-norm", type=click.FloatRange(min=0), help="Clip gradient norms to this (0: off)."),
+        click.option("--max-grad-norm", type=FiniteFloat(min=0), help="Clip gradient norms to this (0: off)."),
         click.option("--out", type=click.Path(file_okay=False, path_type=Path), help=f"Run folder (default runs/{name})."),
         click.option("--resume", is_flag=True, help="Continue from RUN_DIR/last.pth."),
         click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="auto", show_default=True,
@@ -116,6 +117,9 @@ def train_command(card: NetworkCard) -> click.Command:
         click.option("--quiet", "-q", is_flag=True, help="No progress bar (errors are still shown)."),
     ]
     for flag, key, kwargs in recipe_options:
+        # a recipe's float options refuse NaN and infinity, and its files FIFOs, as the core's do
+        if "type" in kwargs:
+            kwargs = {**kwargs, "type": input_file(finite(kwargs["type"]))}
         options.append(click.option(flag, key, **kwargs))
     for option in reversed(options):
         command = option(command)

@@ -10,6 +10,7 @@ import click
 from tqdm import tqdm
 
 from facefix.cli.common import fail, image_output_options, input_images, make_output_folder
+from facefix.cli.types import FiniteFloat, InputFile, TileSize
 from facefix.errors import FacefixError
 
 
@@ -19,12 +20,12 @@ from facefix.errors import FacefixError
 @click.option("--upsampler", default=None,
               help="Upsampler (see `facefix plugins`; default: the first whose weights are on disk, or the "
                    "network that --weights holds).")
-@click.option("--weights", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+@click.option("--weights", type=InputFile(path_type=Path),
               help="Weights file; without --upsampler, its network is read from the file.")
-@click.option("--scale", type=click.FloatRange(min=0.05, max=16), default=None,
+@click.option("--scale", type=FiniteFloat(min=0.05, max=16), default=None,
               help="Output scale (default: the network's own, e.g. 4); other scales are resized from it "
                    "(Lanczos up, area down).")
-@click.option("--tile", type=click.IntRange(min=0), default=400, show_default=True,
+@click.option("--tile", type=TileSize(), default=400, show_default=True,
               help="Tile size in input pixels, 0 = the whole image at once (tiles overlap: same result).")
 @click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="auto", show_default=True,
               help="Where the network runs.")
@@ -48,7 +49,7 @@ def upscale_command(inputs: tuple[str, ...], output: Path, upsampler: str | None
     from facefix.upsamplers import background
     from facefix.weights import WeightsResolver
 
-    files = input_images(inputs, recursive, output)
+    files = input_images(inputs, recursive, output, quiet)
     make_output_folder(output, quiet)
     try:
         torch_device = select_device(device)
@@ -70,7 +71,7 @@ def upscale_command(inputs: tuple[str, ...], output: Path, upsampler: str | None
     options = PipelineOptions(ext=ext, suffix=suffix, skip_existing=skip_existing, max_pixels=max_pixels,
                               jpeg_quality=jpeg_quality, quiet=quiet)
     plan = plan_images(files, output, options)
-    summary = Summary(skipped=plan.skipped)
+    summary = Summary(skipped=plan.skipped, failed=len(files.errors))
 
     def failed(message: str) -> None:
         summary.failed += 1
@@ -87,7 +88,8 @@ def upscale_command(inputs: tuple[str, ...], output: Path, upsampler: str | None
             pixels = background(image.pixels, round(width * factor), round(height * factor), network)
             summary.stage_seconds["upsample"] += time.perf_counter() - started
             quality = jpeg_quality or max(DEFAULT_JPEG_QUALITY, image.jpeg_quality or 0)
-            data = encode_image(pixels, task.output.suffix.lstrip("."), quality, exif=image.exif)
+            data = encode_image(pixels, task.output.suffix.lstrip("."), quality, exif=image.exif,
+                                icc=image.icc)
             write_bytes_atomic(task.output, data)
         except Exception as error:
             failed(error_text(error, task.source))

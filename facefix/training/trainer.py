@@ -276,6 +276,10 @@ class Trainer:
         if recipe.needs_masks and masks is None:
             raise FacefixError(f"training {recipe.name} needs parsing masks: pass --masks DIR")
         self.train_set = FaceDataset(train_files, config.size, degradation, masks=masks, train=True, seed=config.seed)
+        if len(train_files) < config.batch_size:  # drop_last would leave no batch: the loop would never end
+            held = "" if config.val else f" ({len(val_files)} held out for validation)"
+            raise FacefixError(f"{config.data}: {len(train_files)} training image(s){held}, fewer than the batch "
+                               f"size {config.batch_size}: add faces or lower --batch-size")
         self.val_set = FaceDataset(val_files[: config.val_count], config.size, degradation,
                                    masks=masks if config.val is None else None, train=False, seed=config.seed)
 
@@ -292,7 +296,16 @@ class Trainer:
             for module in [*self.models.values(), self.ema]:
                 for tensor in [*module.parameters(), *module.buffers()]:
                     dist.broadcast(tensor.data, src=0)
-        self.optimizers = recipe.build_optimizers(self.models, config)
+        try:
+            self.optimizers = recipe.build_optimizers(self.models, config)
+        except ValueError as error:  # torch's "Invalid learning rate: -1.0"
+            raise FacefixError(f"training {recipe.name}: {error} (--lr must be a positive number)") from None
+        for name, optimizer in self.optimizers.items():
+            for group in optimizer.param_groups:
+                rate = group["lr"]
+                if not (isinstance(rate, (int, float)) and math.isfinite(rate) and rate > 0):
+                    raise FacefixError(f"training {recipe.name}: the {name}'s learning rate must be a positive "
+                                       f"number, got {rate!r} (--lr)")
         self.lr_schedule = dict(config.lr_schedule) or (recipe.lr_schedule() if hasattr(recipe, "lr_schedule") else {})
         lr_factor(self.lr_schedule, 0, config.iters)  # an unknown kind fails here, before any step
         for optimizer in self.optimizers.values():
@@ -373,9 +386,21 @@ class Trainer:
 
     def resume(self, path: Path) -> None:
         state = read_state(path)  # a corrupt, empty or unsafe file: one line naming it
-        for name, module in self.models.items():
-            module.load_state_dict(state["models"][name])
-        self.ema.load_state_dict(state["ema"])
+        try:
+            saved_network = state.get("config", {}).get("network")
+            if saved_network and saved_network != self.config.network:
+                raise ValueError(f"it is a {saved_network} run's")
+            for name, module in self.models.items():
+                if name not in state["models"]:
+                    raise ValueError(f"it holds no {name}")
+                module.load_state_dict(state["models"][name])
+            self.ema.load_state_dict(state["ema"])
+        except (KeyError, TypeError, AttributeError, ValueError, RuntimeError) as error:
+            why = str(error) if isinstance(error, ValueError) else (
+                "its weights don't fit this run's networks" if isinstance(error, RuntimeError) else
+                "not a facefix training checkpoint")
+            raise FacefixError(f"--resume {path}: can't continue this {self.recipe.name} run from it ({why}); "
+                               "resume with the network and settings it was made with, or start a new --out") from None
         for name, optimizer in self.optimizers.items():
             # Adam's moments come from the checkpoint; its hyperparameters (lr, betas) from
             # this run's config, so a resumed run can change them (e.g. a fine-tuning phase).
