@@ -25,9 +25,12 @@ from PIL import UnidentifiedImageError
 
 from facefix.atomic import write_bytes_atomic
 from facefix.errors import InputError, brief
-from facefix.sources import is_uri, list_uri, read_source
+from facefix.sources import is_uri, list_uri, read_source, resolved
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+#: files an image folder may hold that `restore` leaves to `facefix video` (said, not silently skipped)
+VIDEO_EXTENSIONS = (".gif", ".mp4", ".mov", ".m4v", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".wmv", ".flv",
+                    ".3gp", ".ts", ".mts")
 DEFAULT_MAX_PIXELS = 150_000_000  # ~12k x 12k: well past any camera, short of a decompression bomb
 
 # facefix enforces --max-pixels from the header itself; PIL's own bomb guard would refuse
@@ -62,6 +65,7 @@ class Image:
     jpeg_quality: int | None = None  # estimated quality of a JPEG input
     trailer: bytes = b""  # a motion photo's video, stored after the JPEG's end
     exif: bytes = b""  # its EXIF, orientation set upright, for a JPEG output to carry on
+    icc: bytes = b""  # its colour profile (Display P3 from phones, Adobe RGB...), written back with the pixels
 
     @property
     def height(self) -> int:
@@ -145,9 +149,9 @@ def with_exif(jpeg: bytes, exif: bytes) -> bytes:
     return jpeg[:at] + segment + jpeg[at:]
 
 
-def _probe(path: Path, data: bytes, max_pixels: int) -> tuple[str, int, int | None, bytes]:
-    """Format extension, EXIF orientation, (for JPEG) estimated quality and the EXIF to write
-    again (orientation upright), from the header."""
+def _probe(path: Path, data: bytes, max_pixels: int) -> tuple[str, int, int | None, bytes, bytes]:
+    """Format extension, EXIF orientation, (for JPEG) estimated quality, the EXIF to write
+    again (orientation upright) and the ICC colour profile, from the header."""
     import io
 
     try:
@@ -166,11 +170,14 @@ def _probe(path: Path, data: bytes, max_pixels: int) -> tuple[str, int, int | No
                 exif_data = _upright_exif(exif)
             except Exception:  # EXIF PIL reads but can't write back: the output goes without
                 exif_data = b""
+            icc = probe.info.get("icc_profile") or b""
             quality = None
             tables = getattr(probe, "quantization", None)
             if tables and 0 in tables and len(tables[0]) == 64:
                 quality = estimate_jpeg_quality(tables[0])
     except UnidentifiedImageError:
+        if Path(str(path)).suffix.lower() in VIDEO_EXTENSIONS:
+            raise InputError(path, "a video, not an image: restore it with `facefix video`") from None
         raise InputError(path, "not an image file (unrecognised format)") from None
     except Exception as error:
         raise InputError(path, f"unreadable image header ({error})") from None
@@ -184,7 +191,7 @@ def _probe(path: Path, data: bytes, max_pixels: int) -> tuple[str, int, int | No
             f"{max_pixels} (raise it with --max-pixels)",
         )
     ext = _PIL_FORMAT_TO_EXT.get(pil_format, Path(str(path)).suffix.lower().lstrip(".") or "png")
-    return ext, orientation, quality, exif_data
+    return ext, orientation, quality, exif_data, icc if isinstance(icc, bytes) else b""
 
 
 def motion_photo_start(data: bytes) -> int | None:
@@ -200,10 +207,45 @@ def motion_photo_start(data: bytes) -> int | None:
     return None
 
 
+def jpeg_end(data: bytes) -> int | None:
+    """Where a JPEG's end-of-image marker ends, found by walking its segments and scans
+    (what follows may be padding: cameras and messengers append zeros), or None when the
+    file is cut before it. libjpeg decodes a truncated file into a half-grey image with
+    only a warning, so completeness is checked here."""
+    at, size = 2, len(data)
+    while at + 1 < size:
+        if data[at] != 0xFF:
+            return None  # not at a marker: damaged
+        marker = data[at + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            at += 1
+            continue
+        if marker == 0xD9:
+            return at + 2
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # markers without a length
+            at += 2
+            continue
+        if at + 4 > size:
+            return None
+        at += 2 + int.from_bytes(data[at + 2:at + 4], "big")
+        if marker != 0xDA:
+            continue
+        while True:  # entropy-coded data: 0xFF is stuffed (FF 00) or a restart marker within it
+            at = data.find(b"\xff", at)
+            if at < 0 or at + 1 >= size:
+                return None
+            following = data[at + 1]
+            if following == 0 or 0xD0 <= following <= 0xD7:
+                at += 2
+            elif following == 0xFF:
+                at += 1
+            else:
+                break
+    return None
+
+
 def _jpeg_is_complete(data: bytes) -> bool:
-    # libjpeg decodes a truncated file into a half-grey image with only a warning;
-    # a complete JPEG ends with the EOI marker (some writers pad a few bytes after it).
-    return b"\xff\xd9" in data[-64:]
+    return jpeg_end(data) is not None
 
 
 _STDERR_LOCK = threading.Lock()
@@ -234,15 +276,36 @@ def _c_stderr_captured():
                 said.append(capture.read(4096).decode("utf-8", "replace"))
 
 
+#: what a file may hold beyond its pixels (8 bytes each, more than any image format
+#: needs uncompressed): a motion photo's video, metadata, previews
+EXTRA_BYTES = 256 << 20
+
+
+def _most_bytes(path: Path | str, head: bytes, max_pixels: int) -> int:
+    """The most bytes a file starting with ``head`` may hold: its pixels (from the header),
+    8 bytes each, plus :data:`EXTRA_BYTES`; a header that says too many pixels, or none
+    found in ``head``, bounds it by ``max_pixels`` instead."""
+    import io
+
+    pixels = max_pixels
+    try:
+        with warnings.catch_warnings(), PILImage.open(io.BytesIO(head)) as probe:
+            warnings.simplefilter("ignore")
+            pixels = min(max_pixels, probe.size[0] * probe.size[1])
+    except Exception:
+        pass
+    return 8 * pixels + EXTRA_BYTES
+
+
 def read_image(path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image:
     """Decode one image file (a path, or a URI fsspec can open), or raise :class:`InputError`
     saying why not."""
     if not is_uri(path):
         path = Path(path)
-    data = read_source(path)
+    data = read_source(path, lambda head: _most_bytes(path, head, max_pixels))
     if not data:
         raise InputError(path, "empty file (0 bytes)")
-    ext, orientation, quality, exif = _probe(path, data, max_pixels)
+    ext, orientation, quality, exif, icc = _probe(path, data, max_pixels)
     trailer = b""
     start = motion_photo_start(data) if ext == "jpg" else None
     if start is not None:  # the picture ends where the video begins
@@ -267,7 +330,7 @@ def read_image(path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image:
     if flip is not None:
         pixels = cv2.flip(pixels, flip)
     return Image(path=path, pixels=np.ascontiguousarray(pixels), format=ext, jpeg_quality=quality, trailer=trailer,
-                 exif=exif)
+                 exif=exif, icc=icc)
 
 
 def _fit_for_format(pixels: np.ndarray, ext: str) -> np.ndarray:
@@ -275,13 +338,84 @@ def _fit_for_format(pixels: np.ndarray, ext: str) -> np.ndarray:
     if ext in ("jpg", "jpeg", "bmp", "webp") and pixels.dtype == np.uint16:
         pixels = (pixels.astype(np.float32) / 257.0 + 0.5).astype(np.uint8)
     if ext in ("jpg", "jpeg") and pixels.ndim == 3 and pixels.shape[2] == 4:
-        pixels = pixels[:, :, :3]
+        # flattened onto white, as a viewer shows it: the colour under transparent pixels is arbitrary
+        top = float(np.iinfo(pixels.dtype).max)
+        alpha = pixels[:, :, 3:4].astype(np.float32) / top
+        pixels = np.clip(np.rint(pixels[:, :, :3] * alpha + top * (1 - alpha)), 0, top).astype(pixels.dtype)
     return np.ascontiguousarray(pixels)
 
 
-def encode_image(pixels: np.ndarray, ext: str, jpeg_quality: int = 95, exif: bytes = b"") -> bytes:
-    """``pixels`` encoded as ``ext``; a JPEG carries ``exif`` (an input's, see :func:`with_exif`)."""
+def loses_transparency(pixels: np.ndarray, ext: str) -> bool:
+    """Whether writing ``pixels`` as ``ext`` drops transparency they have (JPEG holds none)."""
+    return (ext.lower().lstrip(".") in ("jpg", "jpeg") and pixels.ndim == 3 and pixels.shape[2] == 4
+            and bool((pixels[:, :, 3] < np.iinfo(pixels.dtype).max).any()))
+
+
+def with_icc_jpeg(jpeg: bytes, icc: bytes) -> bytes:
+    """``jpeg`` with the colour profile ``icc`` in APP2 ``ICC_PROFILE`` segments (64 KB each at
+    most), after its JFIF and EXIF segments."""
+    chunk = 65535 - 2 - 14
+    parts = [icc[start:start + chunk] for start in range(0, len(icc), chunk)]
+    if not parts or len(parts) > 255 or not jpeg.startswith(b"\xff\xd8"):
+        return jpeg
+    segments = b"".join(b"\xff\xe2" + (len(part) + 16).to_bytes(2, "big") + b"ICC_PROFILE\0"
+                        + bytes([index + 1, len(parts)]) + part for index, part in enumerate(parts))
+    at = 2
+    while jpeg[at:at + 2] in (b"\xff\xe0", b"\xff\xe1"):  # after APP0 (JFIF) and APP1 (EXIF)
+        at += 2 + int.from_bytes(jpeg[at + 2:at + 4], "big")
+    return jpeg[:at] + segments + jpeg[at:]
+
+
+def with_icc_png(png: bytes, icc: bytes) -> bytes:
+    """``png`` with the colour profile ``icc`` in an ``iCCP`` chunk right after ``IHDR``."""
+    import zlib
+
+    if not icc or not png.startswith(b"\x89PNG\r\n\x1a\n") or png[12:16] != b"IHDR":
+        return png
+    body = b"iCCP" + b"icc\0\0" + zlib.compress(icc)
+    chunk = (len(body) - 4).to_bytes(4, "big") + body + zlib.crc32(body).to_bytes(4, "big")
+    at = 8 + 8 + int.from_bytes(png[8:12], "big") + 4  # signature, IHDR's length, type, data and CRC
+    return png[:at] + chunk + png[at:]
+
+
+def to_srgb(pixels: np.ndarray, icc: bytes) -> np.ndarray:
+    """``pixels`` (BGR/BGRA, 8- or 16-bit) converted from the profile ``icc`` to sRGB, for a
+    format facefix can't write a profile into; unchanged if the profile can't be read."""
+    import io
+
+    from PIL import ImageCms
+
+    if pixels.ndim != 3:
+        return pixels
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        transform = ImageCms.buildTransform(source, ImageCms.createProfile("sRGB"), "RGB", "RGB")
+    except Exception:
+        return pixels
+    eight = pixels if pixels.dtype == np.uint8 else (pixels.astype(np.float32) / 257.0 + 0.5).astype(np.uint8)
+    rgb = PILImage.fromarray(np.ascontiguousarray(eight[:, :, 2::-1]))
+    converted = np.asarray(ImageCms.applyTransform(rgb, transform))[:, :, ::-1]
+    if pixels.dtype == np.uint16:  # converted at 8 bits; the finer levels below each step are kept
+        residual = pixels[:, :, :3].astype(np.int32) - eight[:, :, :3].astype(np.int32) * 257
+        converted = np.clip(converted.astype(np.int32) * 257 + residual, 0, 65535)
+    if pixels.shape[2] == 4:
+        converted = np.dstack([converted, pixels[:, :, 3]])
+    return np.ascontiguousarray(converted.astype(pixels.dtype))
+
+
+#: the formats whose files carry the input's colour profile; others get sRGB pixels
+ICC_FORMATS = ("jpg", "jpeg", "png")
+
+
+def encode_image(pixels: np.ndarray, ext: str, jpeg_quality: int = 95, exif: bytes = b"", icc: bytes = b"") -> bytes:
+    """``pixels`` encoded as ``ext``; a JPEG carries ``exif`` (an input's, see :func:`with_exif`).
+    A colour profile ``icc`` is written into JPEG and PNG files; pixels in another format are
+    converted to sRGB instead, so that their colours stay what they were."""
     ext = ext.lower().lstrip(".")
+    if icc and icc[16:20] != (b"GRAY" if pixels.ndim == 2 else b"RGB "):
+        icc = b""  # a profile for other channels (a CMYK file's: the decoder made RGB of it) fits no output
+    if icc and ext not in ICC_FORMATS:
+        pixels, icc = to_srgb(pixels, icc), b""
     params: list[int] = []
     if ext in ("jpg", "jpeg"):
         # 4:4:4: no chroma subsampling. 4:2:0 alone costs some photos 10+ dB around
@@ -297,7 +431,11 @@ def encode_image(pixels: np.ndarray, ext: str, jpeg_quality: int = 95, exif: byt
     if not ok:
         raise ValueError(f"could not encode a {pixels.shape} {pixels.dtype} image as {ext}")
     data = buffer.tobytes()
-    return with_exif(data, exif) if exif and ext in ("jpg", "jpeg") else data
+    if ext in ("jpg", "jpeg"):
+        data = with_icc_jpeg(with_exif(data, exif), icc) if icc else with_exif(data, exif)
+    elif ext == "png" and icc:
+        data = with_icc_png(data, icc)
+    return data
 
 
 def write_image(path: Path | str, pixels: np.ndarray, jpeg_quality: int = 95) -> None:
@@ -355,18 +493,45 @@ def image_format(path: Path | str) -> str | None:
 
 
 def _inside_any(file: Path, folders: list[Path]) -> bool:
-    resolved = file.resolve().parent
-    return any(resolved == folder or folder in resolved.parents for folder in folders)
+    parent = resolved(file).parent
+    return any(parent == folder or folder in parent.parents for folder in folders)
 
 
-def find_images(paths: list[Path | str], recursive: bool,
-                exclude: Sequence[Path] = ()) -> list[tuple[Path | str, Path]]:
+def _listed(root: Path, recursive: bool, errors: list[str] | None) -> list[Path]:
+    """The entries of ``root`` (and, with ``recursive``, of its sub-folders), sorted; a folder
+    that can't be listed (too deep for the system's path limit, unreadable) is named in
+    ``errors`` and skipped, and the rest are still listed."""
+    def unreadable(error: OSError) -> None:
+        if errors is not None:
+            errors.append(f"{error.filename}: can't be listed ({error.strerror or error}); its images are skipped")
+
+    if not recursive:
+        try:
+            return sorted(root.iterdir())
+        except OSError as error:
+            unreadable(error)
+            return []
+    entries, visited = [], set()
+    for folder, folders, files in os.walk(root, onerror=unreadable, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in visited:  # a link back up the tree: listed once, never followed round
+            folders.clear()
+            continue
+        visited.add(real)
+        folders.sort()
+        entries.extend(Path(folder) / name for name in files)
+    return sorted(entries)
+
+
+def find_images(paths: list[Path | str], recursive: bool, exclude: Sequence[Path] = (),
+                errors: list[str] | None = None, notes: list[str] | None = None) -> list[tuple[Path | str, Path]]:
     """Expand inputs into ``(file, relative output path)`` pairs, sorted and unique.
 
     Files given directly are kept whatever their extension (a wrong one is reported
     when read); folders contribute the files with image extensions, except those under
     ``exclude`` (the run's own output folder, when it lies inside an input). URIs
-    (``s3://...``) are listed through fsspec.
+    (``s3://...``) are listed through fsspec. Folders that can't be listed are named in
+    ``errors``, and videos and animations found in folders in ``notes``, when given.
     """
     found: dict[Path | str, Path] = {}
     for root in paths:
@@ -374,15 +539,24 @@ def find_images(paths: list[Path | str], recursive: bool,
             for uri, relative in list_uri(str(root), IMAGE_EXTENSIONS, recursive):
                 found.setdefault(uri, relative)
         elif root.is_dir():
-            pattern = "**/*" if recursive else "*"
             # an output folder below the input is left out; one that is the input itself can't
             # be (its inputs are there too), and the overwrite check guards it
-            excluded = [Path(folder).resolve() for folder in exclude if Path(folder).resolve() != root.resolve()]
-            for file in sorted(root.glob(pattern)):
-                # FIFOs and devices with an image's name are kept, to be refused in one line each
-                if (file.suffix.lower() in IMAGE_EXTENSIONS and not file.name.startswith(".") and not file.is_dir()
-                        and not _inside_any(file, excluded)):
-                    found.setdefault(file.resolve(), file.relative_to(root))
-        else:
-            found.setdefault(root.resolve(), Path(root.name))
+            excluded = [resolved(folder) for folder in exclude if resolved(folder) != resolved(root)]
+            for file in _listed(root, recursive, errors):
+                if file.suffix.lower() in VIDEO_EXTENSIONS and not file.name.startswith(".") and notes is not None:
+                    notes.append(f"{file}: skipped, a video or animation (`facefix video` restores those)")
+                if file.suffix.lower() not in IMAGE_EXTENSIONS or file.name.startswith("."):
+                    continue
+                try:
+                    # FIFOs and devices with an image's name are kept, to be refused in one line each
+                    if file.is_dir() or _inside_any(file, excluded):
+                        continue
+                except OSError as error:  # a path past the system's limit
+                    if errors is not None:
+                        errors.append(f"{file}: can't be read ({error.strerror or error})")
+                    continue
+                # keyed as listed, not by a link's target: errors name the file the folder holds
+                found.setdefault(Path(os.path.abspath(file)), file.relative_to(root))
+        else:  # named directly: errors name it as given, not a link's target
+            found.setdefault(Path(os.path.abspath(root)), Path(root.name))
     return sorted(((file, rel) for file, rel in found.items()), key=lambda item: str(item[1]))

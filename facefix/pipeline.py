@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -24,18 +24,23 @@ from tqdm import tqdm
 from facefix import alignment
 from facefix.blending import match_color
 from facefix.components import DetectedFace
-from facefix.errors import FacefixError, InputError, error_text, one_line
+from facefix.errors import FacefixError, InputError, counted, error_text, one_line
 from facefix.atomic import write_bytes_atomic
-from facefix.image_io import Image, encode_image, from_canvas, read_image, to_canvas
+from facefix.image_io import Image, encode_image, from_canvas, loses_transparency, read_image, to_canvas
 from facefix.parsing import parse_for_paste
-from facefix.sources import not_a_regular_file
+from facefix.sources import not_a_regular_file, resolved
 from facefix.upsamplers import background as enlarged_background
 
 #: Faces whose eyes are closer than this (pixels) can't be aligned meaningfully.
 MIN_EYE_DISTANCE = 5.0
-#: Images larger than this (longer side) are detected on a downscaled copy; faces
-#: in such images are large, and full-resolution detection costs seconds on a CPU.
+#: Images larger than this (longer side) are detected on a downscaled copy, which finds
+#: their large faces, and then in tiles of this size at full resolution, which finds the
+#: small ones the copy shrank out of the detector's reach (a group photo's 110 px faces in
+#: a 48 MP frame are 28 px on a 2048 px copy).
 DETECTION_MAX_SIDE = 2048
+#: Faces (box side) smaller than this the detectors find unreliably: the tiles are detected
+#: at the scale that keeps ``--min-face-size`` faces at least this large.
+SMALLEST_FINDABLE_FACE = 40.0
 #: ... but never shorter than this on its short side (strips of 100000 x 8 px exist).
 DETECTION_MIN_SIDE = 16
 #: Outputs are written at least this good, and as good as a JPEG input was.
@@ -85,9 +90,11 @@ class Summary:
         if self.skipped:
             extra.append(f"{self.skipped} skipped (already done)")
         if self.without_faces:
-            extra.append(f"{self.without_faces} without faces")
+            # faces at the border, upside down or small and blurred score below the threshold
+            extra.append(f"{self.without_faces} without faces: a lower --detection-threshold may find faces "
+                         "the detector scored low")
         tail = f" ({', '.join(extra)})" if extra else ""
-        return f"{self.processed} processed, {self.failed} failed; {self.faces} faces restored{tail}"
+        return f"{self.processed} processed, {self.failed} failed; {counted(self.faces, 'face')} restored{tail}"
 
 
 @dataclass
@@ -107,6 +114,9 @@ class ImageTask:
 
     source: Path | str  # a local path, or a URI
     output: Path
+    #: what --save-faces names its faces after: the output's stem, or its whole name when
+    #: another output of the run shares the stem (a.jpg and a.png would write the same a_00.png)
+    faces_stem: str = ""
 
 
 @dataclass
@@ -145,10 +155,11 @@ def select_faces(faces: list[DetectedFace], image_shape: tuple[int, ...], option
     return kept
 
 
-def detect(detector: Any, image: np.ndarray) -> list[DetectedFace]:
-    """Run the detector, on a downscaled copy when the image is very large (never so small
+def detect(detector: Any, image: np.ndarray, min_face_size: float = 0.0, tiled: bool = True) -> list[DetectedFace]:
+    """Run the detector on the image; a very large one on a downscaled copy (never so small
     that its short side drops below :data:`DETECTION_MIN_SIDE`; an image that narrow holds
-    no face to restore, and has none)."""
+    no face to restore, and has none) and, with ``tiled``, also in overlapping tiles at the
+    scale that keeps faces of ``min_face_size`` findable, the two merged."""
     height, width = image.shape[:2]
     if min(height, width) < DETECTION_MIN_SIDE:
         return []
@@ -158,23 +169,80 @@ def detect(detector: Any, image: np.ndarray) -> list[DetectedFace]:
     scale = max(DETECTION_MAX_SIDE / longest, DETECTION_MIN_SIDE / min(height, width))
     if scale >= 1.0:
         return detector.detect(image)
+    found = _detect_scaled(detector, image, scale)
+    fine = min(1.0, SMALLEST_FINDABLE_FACE / max(min_face_size, 1.0))
+    if tiled and fine > 1.25 * scale:
+        # faces the copy finds (SMALLEST_FINDABLE_FACE / scale and up) must fit whole in some tile
+        overlap = int(min(DETECTION_MAX_SIDE // 2, max(256, 1.5 * SMALLEST_FINDABLE_FACE / scale * fine)))
+        found = suppress_duplicates(found + _detect_tiled(detector, image, fine, overlap))
+    return found
+
+
+def _scaled_faces(faces: list[DetectedFace], scale: float, x0: float = 0.0, y0: float = 0.0) -> list[DetectedFace]:
+    """Faces found at ``scale`` (offset by ``x0, y0`` there) in the full image's pixels."""
+    return [DetectedFace(box=((face.box[0] + x0) / scale, (face.box[1] + y0) / scale, (face.box[2] + x0) / scale,
+                              (face.box[3] + y0) / scale),
+                         score=face.score,
+                         landmarks=((face.landmarks + np.float32([x0, y0])) / scale).astype(np.float32))
+            for face in faces]
+
+
+def _detect_scaled(detector: Any, image: np.ndarray, scale: float) -> list[DetectedFace]:
     small = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    faces = detector.detect(small)
-    return [
-        DetectedFace(
-            box=tuple(v / scale for v in face.box),
-            score=face.score,
-            landmarks=(face.landmarks / scale).astype(np.float32),
-        )
-        for face in faces
-    ]
+    return _scaled_faces(detector.detect(small), scale)
+
+
+def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+    """Where tiles of ``tile`` px overlapping by ``overlap`` start along ``length`` px, the last
+    one flush with the end."""
+    if length <= tile:
+        return [0]
+    starts = list(range(0, length - tile, tile - overlap))
+    return starts + [length - tile]
+
+
+def _detect_tiled(detector: Any, image: np.ndarray, scale: float, overlap: int) -> list[DetectedFace]:
+    """Faces found in overlapping tiles of the image at ``scale``. A face touching an inner
+    tile edge is cut there: the overlap holds it whole in the neighbouring tile."""
+    scaled = image if scale >= 1.0 else cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    height, width = scaled.shape[:2]
+    tile, margin = DETECTION_MAX_SIDE, 2.0
+    found = []
+    for y0 in tile_starts(height, tile, overlap):
+        for x0 in tile_starts(width, tile, overlap):
+            crop = np.ascontiguousarray(scaled[y0:y0 + tile, x0:x0 + tile])
+            crop_height, crop_width = crop.shape[:2]
+            for face in detector.detect(crop):
+                x1, y1, x2, y2 = face.box
+                cut = ((x1 < margin and x0 > 0) or (y1 < margin and y0 > 0)
+                       or (x2 > crop_width - margin and x0 + crop_width < width)
+                       or (y2 > crop_height - margin and y0 + crop_height < height))
+                if not cut:
+                    found.extend(_scaled_faces([face], scale, x0, y0))
+    return found
+
+
+def suppress_duplicates(faces: list[DetectedFace], overlap: float = 0.5) -> list[DetectedFace]:
+    """One detection per face when several passes found it: the best-scoring of those whose
+    boxes overlap by more than ``overlap`` of the smaller box."""
+    kept: list[DetectedFace] = []
+    for face in sorted(faces, key=lambda face: face.score, reverse=True):
+        x1, y1, x2, y2 = face.box
+        duplicate = False
+        for other in kept:
+            ox1, oy1, ox2, oy2 = other.box
+            inter = max(0.0, min(x2, ox2) - max(x1, ox1)) * max(0.0, min(y2, oy2) - max(y1, oy1))
+            if inter > overlap * max(1e-6, min(face.area, other.area)):
+                duplicate = True
+                break
+        if not duplicate:
+            kept.append(face)
+    return kept
 
 
 def output_path(options: PipelineOptions, out_dir: Path, relative: Path, image_format: str | None) -> Path:
     """Where an input's result goes: its relative path under ``out_dir``, in the chosen format."""
     ext = (options.ext or image_format or relative.suffix.lstrip(".") or "png").lower().lstrip(".")
-    if options.aligned and ext in ("jpg", "jpeg") and options.ext is None:
-        ext = "png"  # restored faces are small: keep them lossless unless asked
     return out_dir / relative.parent / f"{relative.stem}{options.suffix}.{ext}"
 
 
@@ -217,31 +285,35 @@ def plan_images(files: list[tuple[Path | str, Path]], out_dir: Path, options: Pi
     """
     from facefix.image_io import image_format
 
-    inputs = {Path(path).resolve() for path, _ in files if isinstance(path, Path)}
+    inputs = {resolved(path) for path, _ in files if isinstance(path, Path)}
     claimed: set[Path] = set()
     plan = Plan(tasks=[], skipped=0, errors=[])
-    root = out_dir.resolve()
+    root = resolved(out_dir)
     for source, relative in files:
         special = not_a_regular_file(source)
         if special:  # read, a FIFO would wait for a writer and a device would never end
             plan.errors.append(f"{source}: {special}")
             continue
         output = output_path(options, out_dir, relative, image_format(source))
-        resolved = output.resolve()
-        if root not in resolved.parents:
+        target = resolved(output)
+        if root not in target.parents:
             plan.errors.append(f"{source}: output {output} would lie outside {out_dir}; refused")
             continue
         if options.skip_existing and output_is_complete(output):
             plan.skipped += 1
             continue
-        if resolved in inputs:
+        if target in inputs:
             plan.errors.append(f"{source}: output {output} would overwrite an input; choose another folder or --suffix")
             continue
-        if resolved in claimed:
+        if target in claimed:
             plan.errors.append(f"{source}: output {output} is already written by another input of this run")
             continue
-        claimed.add(resolved)
-        plan.tasks.append(ImageTask(source=source, output=output))
+        claimed.add(target)
+        plan.tasks.append(ImageTask(source=source, output=output, faces_stem=output.stem))
+    stems = Counter((task.output.parent, task.output.stem) for task in plan.tasks)
+    for task in plan.tasks:
+        if stems[task.output.parent, task.output.stem] > 1:
+            task.faces_stem = task.output.name
     return plan
 
 
@@ -283,7 +355,7 @@ class ImageStages:
             crop = cv2.resize(bgr, (size, size), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
             return [AlignedFace(crop=crop, affine=np.eye(2, 3))]
         start = time.perf_counter()
-        found = detect(self.detector, bgr)
+        found = detect(self.detector, bgr, self.options.faces.min_face_size)
         seconds["detect"] += time.perf_counter() - start
         chosen = select_faces(found, bgr.shape, self.options.faces)
         start = time.perf_counter()
@@ -324,8 +396,11 @@ class ImageStages:
             start = time.perf_counter()
             ext = job.task.output.suffix.lstrip(".")
             quality = self.options.jpeg_quality or max(DEFAULT_JPEG_QUALITY, job.image.jpeg_quality or 0)
-            data = encode_image(pixels, ext, quality, exif=job.image.exif)  # camera, date and place stay
+            data = encode_image(pixels, ext, quality, exif=job.image.exif, icc=job.image.icc)  # camera, date and place stay
             seconds["encode"] += time.perf_counter() - start
+            if loses_transparency(pixels, ext) and not self.options.quiet:
+                tqdm.write(one_line(f"facefix: note: {job.task.source}: its transparency can't go into a .{ext} "
+                                    "file: flattened onto white (--ext png keeps it)"), file=sys.stderr)
             if job.image.trailer:
                 self._motion_photo_note(job, ext)
                 if ext in ("jpg", "jpeg"):
@@ -348,7 +423,7 @@ class ImageStages:
 
     def _save_faces(self, job: ImageJob) -> None:
         root = job.task.output.parent
-        stem = job.task.output.stem
+        stem = job.task.faces_stem or job.task.output.stem
         for index, face in enumerate(job.faces):
             crop = original_at_output_size(face, self.output_size)
             name = f"{stem}_{index:02d}.png"

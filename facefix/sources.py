@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO, Callable
 
 from facefix.errors import InputError
 
@@ -19,8 +21,18 @@ def as_source(text: str) -> Path | str:
     return text if is_uri(text) else Path(text)
 
 
+#: the schemes an input may use: local files, object stores, the web (zip://, ssh://, ...
+#: would reach what a photo batch has no business reading)
+SUPPORTED_SCHEMES = ("file", "s3", "s3a", "gs", "gcs", "http", "https")
+
+
 def _filesystem(uri: str):
     import fsspec
+
+    scheme = uri.split("://", 1)[0].lower()
+    if "::" in uri or scheme not in SUPPORTED_SCHEMES:
+        raise InputError(uri, f"unsupported location: facefix reads local paths and {', '.join(SUPPORTED_SCHEMES)}:// "
+                              "URIs (no chained URLs)")
 
     try:
         return fsspec.core.url_to_fs(uri)
@@ -32,11 +44,40 @@ _SPECIAL_FILES = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"
                   (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder"))
 
 
+def resolved(path: Path | str) -> Path:
+    """``path`` made absolute with its links followed; a link loop or an unreadable folder
+    leaves it absolute as given (``resolve()`` raises on a loop)."""
+    try:
+        return Path(path).resolve()
+    except (OSError, RuntimeError):
+        return Path(os.path.abspath(path))
+
+
+def link_problem(source: Path | str) -> str | None:
+    """Why a local path that is a symbolic link can't be followed (a loop, a missing target),
+    or None."""
+    if is_uri(source) or not os.path.islink(source):
+        return None
+    try:
+        os.stat(source)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return "a symbolic link loop (following it leads back to itself); refused"
+        if error.errno == errno.ENOENT:
+            return f"a symbolic link to {os.readlink(source)}, which does not exist"
+        return f"a symbolic link that can't be followed ({error.strerror})"
+    return None
+
+
 def not_a_regular_file(source: Path | str) -> str | None:
     """Why a local input can't be read as a file (a FIFO or a device would block or never
-    end), or None for a regular file, a URI, or a path that doesn't exist (reading says so)."""
+    end, a link loop never resolve), or None for a regular file, a URI, or a path that
+    doesn't exist (reading says so)."""
     if is_uri(source):
         return None
+    broken = link_problem(source)
+    if broken:
+        return broken
     try:
         mode = os.stat(source).st_mode  # follows links: a link to a FIFO is a FIFO
     except OSError:
@@ -47,8 +88,10 @@ def not_a_regular_file(source: Path | str) -> str | None:
     return None if stat.S_ISREG(mode) else "not a regular file; refused"
 
 
-def read_source(source: Path | str) -> bytes:
-    """The whole file, or InputError saying why not."""
+def read_source(source: Path | str, limit: Callable[[bytes], int] | None = None) -> bytes:
+    """The whole file, or InputError saying why not. ``limit(head)``, given the file's first
+    MiB, says how many bytes the file may hold at most (from its header: a 10 GB sparse
+    ``.jpg`` is refused before it is read, not after)."""
     special = not_a_regular_file(source)
     if special:
         raise InputError(source, special)
@@ -56,12 +99,25 @@ def read_source(source: Path | str) -> bytes:
         if is_uri(source):
             filesystem, path = _filesystem(str(source))
             with filesystem.open(path, "rb") as stream:
-                return stream.read()
-        return Path(source).read_bytes()
+                return _read_bounded(source, stream, limit)
+        with open(source, "rb") as stream:
+            return _read_bounded(source, stream, limit)
     except InputError:
         raise
     except OSError as error:
         raise InputError(source, f"unreadable ({error.strerror or error})") from None
+
+
+def _read_bounded(source: Path | str, stream: BinaryIO, limit: Callable[[bytes], int] | None) -> bytes:
+    head = stream.read(1 << 20)
+    if limit is None or len(head) < 1 << 20:
+        return head + stream.read()
+    most = limit(head)
+    rest = stream.read(most - len(head) + 1)
+    if len(head) + len(rest) > most:
+        raise InputError(source, f"larger than an image of its size can be (over {most / 2**20:.0f} MiB); refused "
+                                 "unread")
+    return head + rest
 
 
 def source_exists(source: Path | str) -> bool:

@@ -93,3 +93,34 @@ def assert_one_export_serves_every_fidelity(onnx_path: Path, restorer_name: str,
         outputs.append(exported.astype(int))
     if moves:
         assert np.abs(outputs[0] - outputs[1]).max() > 2  # the input does move the output
+
+
+def display_p3_profile() -> bytes:
+    """An ICC v2 display profile with Display P3's primaries (D50-adapted, as Apple's) and a
+    2.2 gamma: the kind of profile every recent phone photo carries, built here (nothing is
+    committed)."""
+    import struct
+
+    def s15(value: float) -> bytes:
+        return struct.pack(">i", round(value * 65536))
+
+    def xyz(x: float, y: float, z: float) -> bytes:
+        return b"XYZ \0\0\0\0" + s15(x) + s15(y) + s15(z)
+
+    text = b"Display P3 (facefix test)"
+    description = (b"desc\0\0\0\0" + struct.pack(">I", len(text) + 1) + text + b"\0"
+                   + b"\0" * 8 + b"\0\0" + b"\0" + b"\0" * 67)
+    curve = b"curv\0\0\0\0" + struct.pack(">I", 1) + struct.pack(">H", round(2.2 * 256)) + b"\0\0"
+    tags = [(b"desc", description), (b"cprt", b"text\0\0\0\0public domain\0"),
+            (b"wtpt", xyz(0.9505, 1.0, 1.0891)), (b"rXYZ", xyz(0.5151, 0.2412, -0.0011)),
+            (b"gXYZ", xyz(0.2920, 0.6922, 0.0419)), (b"bXYZ", xyz(0.1571, 0.0666, 0.7841)),
+            (b"rTRC", curve), (b"gTRC", curve), (b"bTRC", curve)]
+    table, data, offset = b"", b"", 128 + 4 + 12 * len(tags)
+    for signature, body in tags:
+        body += b"\0" * (-len(body) % 4)
+        table += signature + struct.pack(">II", offset + len(data), len(body))
+        data += body
+    size = offset + len(data)
+    header = (struct.pack(">I", size) + b"lcms" + bytes([2, 0x10, 0, 0]) + b"mntrRGB XYZ " + b"\0" * 12 + b"acsp"
+              + b"APPL" + b"\0" * 24 + s15(0.9642) + s15(1.0) + s15(0.8249) + b"\0" * 48)
+    return header + struct.pack(">I", len(tags)) + table + data

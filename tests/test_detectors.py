@@ -176,3 +176,31 @@ def test_the_bundled_detector_takes_no_banister_knob_for_a_face(shared_weights):
     assert len(lenient) == 4
     knob = min(lenient, key=lambda face: face.score)
     assert 0.8 < knob.score < 0.97 and knob.box[2] - knob.box[0] < 40
+
+
+def test_small_faces_in_a_large_photo_are_found_in_full_resolution_tiles():
+    """A group photo (faces of about 55 px) placed at its own scale in a 48 MP frame: its
+    faces shrink below the detector's reach on the 2048 px copy (14 px); the tiles at full resolution find every one the
+    photo alone gives, each once, where it is."""
+    from facefix.pipeline import detect
+
+    detector = build("detector", "retinaface_bundled", None)
+    photo = cv2.imread(str(shared_path("photos", "insightface_t1.jpg")))
+    photo = cv2.resize(photo, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)  # faces of about 55 px
+    alone = detector.detect(photo)
+    assert len(alone) == 6
+    rng = np.random.default_rng(0)
+    frame = cv2.GaussianBlur(rng.integers(60, 200, (6000, 8000, 3), np.uint8), (0, 0), 3)
+    top, left = 2100, 5300  # across tile boundaries (tiles start every 1792 px)
+    frame[top:top + photo.shape[0], left:left + photo.shape[1]] = photo
+    copy_only = detect(detector, frame, tiled=False)
+    found = detect(detector, frame)
+    assert len(copy_only) < len(alone) == len(found)
+    for face in alone:
+        x1, y1, x2, y2 = face.box
+        centre = np.array([(x1 + x2) / 2 + left, (y1 + y2) / 2 + top])
+        nearest = min(np.linalg.norm(np.array([(f.box[0] + f.box[2]) / 2, (f.box[1] + f.box[3]) / 2]) - centre)
+                      for f in found)
+        assert nearest < 0.1 * (x2 - x1)
+    # --min-face-size above what the copy finds: no tiles, nothing more
+    assert len(detect(detector, frame, min_face_size=200)) == len(copy_only)

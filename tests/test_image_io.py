@@ -153,3 +153,76 @@ def test_a_jpeg_output_keeps_the_inputs_exif_with_its_orientation_upright(tmp_pa
     result = CliRunner().invoke(cli, ["restore", str(tmp_path / "in.jpg"), str(tmp_path / "png"), "--restorer",
                                       "passthrough", "--ext", "png", "--quiet"])
     assert result.exit_code == 0 and cv2.imread(str(tmp_path / "png" / "in.png")).shape == photo.shape
+
+
+def test_a_display_p3_photo_keeps_its_profile_and_its_colours(tmp_path):
+    """Phones write Display P3 JPEGs: the profile was dropped, so the colours shifted (99th
+    percentile 14 levels). JPEG and PNG outputs carry it (16-bit PNGs too); formats that
+    can't are converted to sRGB instead."""
+    from click.testing import CliRunner
+
+    from facefix.cli import cli
+    from conftest import display_p3_profile
+
+    profile = display_p3_profile()
+    photo = cv2.imread(str(shared_path("photos", "insightface_t1.jpg")))
+    PILImage.fromarray(photo[:, :, ::-1]).save(tmp_path / "p3.jpg", "JPEG", quality=97, icc_profile=profile,
+                                               subsampling=0)
+    deep = (photo.astype(np.uint16) * 257)[:, :, ::-1]
+    ok, png = cv2.imencode(".png", deep[:, :, ::-1])
+    from facefix.image_io import with_icc_png
+
+    (tmp_path / "p3_16bit.png").write_bytes(with_icc_png(png.tobytes(), profile))
+    result = CliRunner().invoke(cli, ["restore", str(tmp_path / "p3.jpg"), str(tmp_path / "p3_16bit.png"),
+                                      str(tmp_path / "out"), "--quiet"])  # the bundled detector and compact
+    assert result.exit_code == 0, result.output
+    for name in ("p3.jpg", "p3_16bit.png"):
+        with PILImage.open(tmp_path / "out" / name) as written:
+            assert written.info.get("icc_profile") == profile, name
+    source = read_image(tmp_path / "p3.jpg").bgr8().astype(int)
+    restored = read_image(tmp_path / "out" / "p3.jpg").bgr8().astype(int)
+    outside = np.ones(source.shape[:2], bool)  # away from the faces (and their paste margins)
+    from facefix.pipeline import detect
+    from facefix import compose
+    from facefix.weights import WeightsResolver
+
+    detector = compose.build(compose.choose("detector", "retinaface_bundled", WeightsResolver()), device="cpu",
+                             resolver=WeightsResolver())
+    for face in detect(detector, source.astype(np.uint8)):
+        x1, y1, x2, y2 = face.box
+        pad = (x2 - x1)
+        outside[max(0, int(y1 - pad)):int(y2 + pad), max(0, int(x1 - pad)):int(x2 + pad)] = False
+    assert outside.mean() > 0.3
+    assert np.abs(restored - source)[outside].mean() < 2
+
+    # WebP can't carry it here: its pixels are converted to sRGB, as a colour-managed viewer shows the input
+    result = CliRunner().invoke(cli, ["restore", str(tmp_path / "p3.jpg"), str(tmp_path / "webp"), "--restorer",
+                                      "passthrough", "--ext", "webp", "--jpeg-quality", "100", "--quiet"])
+    assert result.exit_code == 0, result.output
+    from PIL import ImageCms
+
+    transform = ImageCms.buildTransform(ImageCms.ImageCmsProfile(io.BytesIO(profile)), ImageCms.createProfile("sRGB"),
+                                        "RGB", "RGB")
+    with PILImage.open(tmp_path / "p3.jpg") as opened:
+        expected = np.asarray(ImageCms.applyTransform(opened.convert("RGB"), transform))[:, :, ::-1].astype(int)
+    converted = cv2.imread(str(tmp_path / "webp" / "p3.webp")).astype(int)
+    assert np.abs(converted - expected)[outside].mean() < 2 < np.abs(converted - source)[outside].mean()
+
+
+def test_a_complete_jpeg_padded_after_its_end_is_read_and_a_cut_one_is_not(tmp_path):
+    """Cameras and messengers pad JPEGs with zeros after the end marker: those were refused as
+    "truncated"."""
+    buffer = io.BytesIO()
+    pixels = np.random.default_rng(0).integers(0, 255, (120, 160, 3), np.uint8)
+    PILImage.fromarray(pixels).save(buffer, "JPEG", quality=90)
+    data = buffer.getvalue()
+    (tmp_path / "padded.jpg").write_bytes(data + b"\0" * 4096)
+    assert read_image(tmp_path / "padded.jpg").pixels.shape == (120, 160, 3)
+    progressive = io.BytesIO()
+    PILImage.fromarray(pixels).save(progressive, "JPEG", quality=90, progressive=True)
+    (tmp_path / "progressive_padded.jpg").write_bytes(progressive.getvalue() + b"\0" * 100)
+    assert read_image(tmp_path / "progressive_padded.jpg").pixels.shape == (120, 160, 3)
+    for cut in (len(data) - 2, len(data) // 2):
+        (tmp_path / "cut.jpg").write_bytes(data[:cut] + b"\0" * 200)
+        with pytest.raises(InputError, match="truncated"):
+            read_image(tmp_path / "cut.jpg")

@@ -22,23 +22,43 @@ def fail(message: str) -> NoReturn:
     sys.exit(1)
 
 
+class FoundImages(list):
+    """The ``(source, relative output)`` pairs of a command's inputs; ``errors``: the folders
+    and files that could not be listed (already reported), which the summary counts as failed."""
+
+    errors: list[str] = []
+
+
 def input_images(inputs: tuple[str, ...], recursive: bool,
-                 output: Path | None = None) -> list[tuple[Path | str, Path]]:
+                 output: Path | None = None, quiet: bool = False) -> FoundImages:
     """The images named by INPUTS (files, folders or URIs) as ``(source, relative output)``
     pairs, never from inside ``output`` (an output folder within an input folder would
     otherwise be restored again by every later ``--recursive`` run); a missing input, or
     none found, ends the command with one line."""
     from facefix.image_io import find_images
-    from facefix.sources import as_source, source_exists
+    from facefix.sources import as_source, link_problem, source_exists
 
     sources = [as_source(text) for text in inputs]
     try:
+        for source in sources:  # a loop would read as "not found"
+            broken = link_problem(source)
+            if broken and "does not exist" not in broken:
+                fail(f"{source}: {broken}")
         missing = [str(source) for source in sources if not source_exists(source)]
         if missing:
             fail(f"input not found: {', '.join(missing)}")
-        files = find_images(sources, recursive, exclude=[output] if output is not None else [])
+        errors: list[str] = []
+        notes: list[str] = []
+        files = FoundImages(find_images(sources, recursive, exclude=[output] if output is not None else [],
+                                        errors=errors, notes=notes))
     except FacefixError as error:
         fail(str(error))
+    for message in errors:
+        click.echo(f"error: {one_line(message)}", err=True)
+    if not quiet:
+        for message in notes:
+            click.echo(f"facefix: note: {one_line(message)}", err=True)
+    files.errors = errors
     if not files:
         fail(f"no images found in {', '.join(map(str, inputs))}" + ("" if recursive else " (use --recursive for sub-folders)"))
     return files
@@ -75,6 +95,18 @@ def single_file_output(files: list[tuple[Path | str, Path]], output: Path) -> Pa
     return output
 
 
+def unwritable(folder: Path) -> str | None:
+    """Why files can't be written into ``folder`` (read-only, a read-only file system, no
+    space for even an empty file), found by writing one; None when they can."""
+    from facefix.atomic import temporary_beside
+
+    try:
+        temporary_beside(folder / "probe").unlink()
+    except OSError as error:
+        return error.strerror or str(error)
+    return None
+
+
 def make_output_folder(output: Path, quiet: bool = False) -> None:
     """Create OUTPUT before any network loads, so a folder that can't be made costs one line,
     not minutes; and remove the temporaries a killed earlier run left in it."""
@@ -84,6 +116,9 @@ def make_output_folder(output: Path, quiet: bool = False) -> None:
         output.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         fail(f"{output}: can't create the output folder ({error.strerror or error})")
+    problem = unwritable(output)
+    if problem:
+        fail(f"{output}: can't write into the output folder ({problem})")
     removed = remove_stale_temporaries(output, recursive=True)
     if removed and not quiet:
         click.echo(f"facefix: removed {len(removed)} temporary file(s) an interrupted run left in {output}", err=True)
