@@ -141,8 +141,10 @@ def test_encode_command_keeps_timing_rotation_audio_and_colour():
     assert "-noautorotate" in args[:pipe]  # frames are stored as in the input; the metadata turns them
     source = args.index("in.mov")
     assert args[source - 1] == "-i" and value("-ss") == "2.0" and value("-to") == "4.0" and args.index("-ss") > pipe
-    assert "[0:v:0]setsar=4/3[s0]" in args
-    assert args[args.index("-map") + 1] == "[s0]"
+    graph = value("-filter_complex")
+    assert graph.startswith("[0:v:0]setsar=4/3[s0];[s0]setparams=") and graph.endswith("[s1]")
+    assert "color_primaries=bt709" in graph and "color_trc=bt709" in graph  # on the frames: ffmpeg 7+ reads them
+    assert args[args.index("-map") + 1] == "[s1]"
     assert [args[i + 1] for i, a in enumerate(args) if a == "-map"][1:] == ["1:a:0", "1:a:1"]
     assert value("-c:a:0") == "copy" and value("-c:a:1") == "aac"  # mp4 can't hold 24-bit PCM
     assert value("-c:v") == "libx264" and value("-crf") == "18" and value("-pix_fmt") == "yuv420p"
@@ -159,6 +161,39 @@ def test_encode_command_keeps_timing_rotation_audio_and_colour():
     assert "-video_track_timescale" not in bare and "-movflags" not in bare and "-display_rotation" not in bare
     assert bare[bare.index("-crf") + 1] == "23" and bare[bare.index("-preset") + 1] == "fast"
     assert bare[bare.index("-pix_fmt") + 1] == "yuv444p"
+    # an RGB input's "gbr" matrix and full range describe RGB samples: not copied onto YUV
+    rgb = encode_args("ffmpeg", Path("in.mov"), Path("out.mp4"), info(audio=(), pix_fmt="gbrp", color_space="gbr",
+                                                                   color_range="pc", color_primaries="bt709"),
+                      EncodeSettings(), container="mp4")
+    assert "-colorspace" not in rgb and "-color_range" not in rgb and rgb[rgb.index("-color_primaries") + 1] == "bt709"
+
+
+@pytest.mark.parametrize("coding", [("-c:v", "libx264rgb"), ("-c:v", "png"), ("-c:v", "ffv1", "-pix_fmt", "bgr0")])
+def test_rgb_coded_videos_encode(coding, tmp_path, shared_weights):
+    """x264rgb, PNG-in-MOV, FFV1 bgr0: "encoding failed (Invalid argument)", the input's
+    "gbr" matrix copied onto the yuv420p output."""
+    clip = tmp_path / "rgb.mov"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25", "-frames:v", 8, *coding, clip)
+    result = video(clip, tmp_path / "out.mp4", *passthrough(shared_weights), "--quiet")
+    assert result.exit_code == 0, result.output
+    assert probe(tmp_path / "out.mp4", FFMPEG).pix_fmt == "yuv420p"
+    assert min(frame_psnrs(clip, tmp_path / "out.mp4")) > 20  # the same pictures, chroma subsampled
+
+
+def test_colour_tags_are_kept(tmp_path, shared_weights):
+    """A 29.97 fps clip's primaries and transfer came out "unknown": recent ffmpeg writes the
+    piped frames' own tags over -color_primaries."""
+    clip = tmp_path / "tagged.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=160x120:rate=30000/1001", "-frames:v", 8, "-vf",
+           "setparams=color_primaries=smpte170m:color_trc=bt709:colorspace=smpte170m:range=tv", "-c:v", "libx264",
+           "-pix_fmt", "yuv420p", clip)
+    source = probe(clip, FFMPEG)
+    assert (source.color_primaries, source.color_trc, source.color_space) == ("smpte170m", "bt709", "smpte170m")
+    result = video(clip, tmp_path / "out.mp4", *passthrough(shared_weights), "--quiet")
+    assert result.exit_code == 0, result.output
+    written = probe(tmp_path / "out.mp4", FFMPEG)
+    assert (written.color_range, written.color_space, written.color_primaries, written.color_trc) == (
+        "tv", "smpte170m", "smpte170m", "bt709")
 
 
 def test_codec_container_and_size_rules():

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import click
 
-from facefix.cli.common import fail, raise_interrupt
+from facefix.cli.common import fail, raise_interrupt, unwritable
 from facefix.cli.options import component_options, engine_options
+from facefix.cli.types import FiniteFloat
 from facefix.compose import ComponentSelection
 from facefix.distributed import EngineOptions, require_ray
-from facefix.atomic import remove_stale_temporaries
+from facefix.atomic import refuse_unreplaceable, remove_stale_temporaries, same_file
 from facefix.errors import FacefixError, brief
 from facefix.sources import not_a_regular_file
 from facefix.video.segments import DEFAULT_OVERLAP_FRAMES, DEFAULT_SEGMENT_SECONDS
@@ -40,6 +41,10 @@ def _time_option(value: str | None, name: str) -> float | None:
     return None
 
 
+#: the largest frame side H.264/H.265/VP9/AV1 encoders take
+MAX_VIDEO_SIDE = 16384
+
+
 @click.command(name="video")
 @click.argument("source", metavar="IN", type=click.Path(path_type=Path))
 @click.argument("output_argument", metavar="[OUT]", required=False, type=click.Path(dir_okay=False, path_type=Path))
@@ -48,11 +53,11 @@ def _time_option(value: str | None, name: str) -> float | None:
                    "Its extension picks the container: .mp4, .mov, .mkv, .webm, .avi.")
 @component_options
 @engine_options
-@click.option("--segment-seconds", type=click.FloatRange(min=0.1), default=DEFAULT_SEGMENT_SECONDS,
+@click.option("--segment-seconds", type=FiniteFloat(min=0.1), default=DEFAULT_SEGMENT_SECONDS,
               show_default=True, help="--engine ray: restore the clip in segments of about this length, in parallel.")
 @click.option("--segment-overlap", type=click.IntRange(min=0), default=DEFAULT_OVERLAP_FRAMES, show_default=True,
               help="--engine ray: frames decoded before each segment so its face tracks start settled.")
-@click.option("--crf", "--quality", "crf", type=click.FloatRange(0, 63), default=None,
+@click.option("--crf", "--quality", "crf", type=FiniteFloat(0, 63), default=None,
               help="Constant quality: lower is better and bigger (default: 18 for libx264, 20 for libx265).")
 @click.option("--codec", default="libx264", show_default=True,
               help="ffmpeg video encoder: libx264, libx265, libvpx-vp9, libsvtav1, h264_nvenc, ...")
@@ -65,9 +70,9 @@ def _time_option(value: str | None, name: str) -> float | None:
               help="Run the detector on every Nth frame; faces are followed by optical flow in between.")
 @click.option("--smoothing/--no-smoothing", default=True, show_default=True,
               help="Smooth each face track's landmarks (One-Euro filter) so aligned crops don't jitter.")
-@click.option("--smooth-cutoff", type=click.FloatRange(min=0.01), default=DEFAULT_MIN_CUTOFF, show_default=True,
+@click.option("--smooth-cutoff", type=FiniteFloat(min=0.01), default=DEFAULT_MIN_CUTOFF, show_default=True,
               help="One-Euro minimum cutoff (Hz): lower smooths a still face more.")
-@click.option("--smooth-beta", type=click.FloatRange(min=0), default=DEFAULT_BETA, show_default=True,
+@click.option("--smooth-beta", type=FiniteFloat(min=0), default=DEFAULT_BETA, show_default=True,
               help="One-Euro speed coefficient: higher follows fast motion with less lag.")
 def video_command(source: Path, output_argument: Path | None, output: Path | None, selection: ComponentSelection, faces, quiet: bool,
                   engine: EngineOptions, segment_seconds: float, segment_overlap: int, crf: float | None, codec: str, preset: str | None, pix_fmt: str, start: str | None, end: str | None,
@@ -98,10 +103,19 @@ def video_command(source: Path, output_argument: Path | None, output: Path | Non
         special = not_a_regular_file(source)
         if special:  # ffmpeg would wait on a FIFO for ever, and read a device without end
             raise FacefixError(f"{source}: {special}")
-        remove_stale_temporaries(target.resolve().parent)  # a killed run's half-encoded video
-        ffmpeg_exe = find_ffmpeg()
-        if target.resolve() == source.resolve():
+        if same_file(target, source):
             raise FacefixError(f"{target}: the output would overwrite the input; choose another -o")
+        refuse_unreplaceable(target)  # a device or a folder named as OUTPUT
+        folder = target.resolve().parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise FacefixError(f"{target}: can't create its folder ({error.strerror or error})") from None
+        problem = unwritable(folder)
+        if problem:  # before any network loads, naming OUTPUT (not the input)
+            raise FacefixError(f"{target}: can't be written ({problem})")
+        remove_stale_temporaries(folder)  # a killed run's half-encoded video
+        ffmpeg_exe = find_ffmpeg()
         check_codec(output_container(target), codec)
         if start_s is not None and end_s is not None and end_s <= start_s:
             raise FacefixError(f"--end ({end}) must be after --start ({start})")
@@ -109,6 +123,10 @@ def video_command(source: Path, output_argument: Path | None, output: Path | Non
         shortfall = missing_video(info)
         if shortfall:
             raise FacefixError(f"{source}: {shortfall}")
+        out_width, out_height = (round(side * faces.upscale) for side in info.display_size)
+        if max(out_width, out_height) > MAX_VIDEO_SIDE:  # said now, not after the networks load and frames run
+            raise FacefixError(f"{source}: --upscale {faces.upscale:g} would make {out_width}x{out_height} frames; "
+                               f"video encoders take at most {MAX_VIDEO_SIDE} px a side")
         version = ffmpeg_version(ffmpeg_exe)
         if info.rotation and version is not None and version[0] < MIN_FFMPEG_MAJOR:
             raise FacefixError(f"{source}: keeping this video's rotation needs ffmpeg {MIN_FFMPEG_MAJOR} or later; "
@@ -133,6 +151,9 @@ def video_command(source: Path, output_argument: Path | None, output: Path | Non
             click.echo(f"facefix: {source}: {width}x{height}, {info.fps or '?'} fps, "
                        f"{info.frames_between(start_s, end_s)} frames, audio: {audio}; ffmpeg "
                        f"{'.'.join(map(str, version)) if version else '(unversioned build)'}: {ffmpeg_exe}", err=True)
+            if info.subtitles:
+                click.echo(f"facefix: note: {source}'s {info.subtitles} subtitle stream(s) are not kept in {target}",
+                           err=True)
         # `kill` (SIGTERM) cleans up as Ctrl-C does: the temporary file goes too
         previous = signal.signal(signal.SIGTERM, raise_interrupt)
         try:

@@ -171,6 +171,24 @@ def add_track_timing(options: dict[str, Any], container: str, time_base: Fractio
             options["video_track_timescale"] = time_base.denominator
 
 
+def is_rgb_format(pix_fmt: str | None) -> bool:
+    """Whether frames of ``pix_fmt`` are stored as RGB (PNG-in-MOV, FFV1 bgr0, x264rgb, RGBA
+    ProRes 4444 ...), not as YUV."""
+    name = (pix_fmt or "").lower()
+    return name.startswith(("gbr", "rgb", "bgr", "argb", "abgr", "rgba", "bgra", "0rgb", "0bgr", "x2rgb", "x2bgr",
+                            "pal8", "gray", "ya"))
+
+
+def colour_tags(info: VideoInfo, output_pix_fmt: str) -> dict[str, str]:
+    """The input's colour tags the output keeps: primaries and transfer always; the matrix and
+    range only between YUV formats. An RGB input's "gbr" matrix and full range describe RGB
+    samples, and on a YUV output they are wrong ("encoding failed (Invalid argument)")."""
+    tags = {"color_primaries": info.color_primaries, "color_trc": info.color_trc}
+    if not is_rgb_format(info.pix_fmt) and not is_rgb_format(output_pix_fmt) and info.color_space != "gbr":
+        tags.update({"color_range": info.color_range, "colorspace": info.color_space})
+    return {key: value for key, value in tags.items() if value}
+
+
 def encode_args(
     ffmpeg_exe: str,
     source: Path,
@@ -208,6 +226,12 @@ def encode_args(
     video = ffmpeg.input("pipe:0", **pipe_options)["v:0"]
     if info.sar and info.sar[0] > 0 and info.sar[0] != info.sar[1]:
         video = video.filter("setsar", f"{info.sar[0]}/{info.sar[1]}")
+    tags = colour_tags(info, settings.pix_fmt)
+    # primaries and transfer ride on the frames too: recent ffmpeg writes the frames' own
+    # (unknown, from the pipe) over -color_primaries / -color_trc
+    frame_tags = {key: tags[key] for key in ("color_primaries", "color_trc") if key in tags}
+    if frame_tags:
+        video = video.filter("setparams", **frame_tags)
     streams = [video]
     options: dict[str, Any] = {"format": container, "fps_mode": "passthrough", "pix_fmt": settings.pix_fmt}
     options.update(video_codec_options(settings.codec, settings.crf, settings.preset))
@@ -220,9 +244,6 @@ def encode_args(
         # frames, which moves the frames of a variable-rate video
         options["enc_time_base:v"] = f"{time_base.numerator}/{time_base.denominator}"
     add_track_timing(options, container, time_base)
-    for key, value in (("color_range", info.color_range), ("colorspace", info.color_space),
-                       ("color_primaries", info.color_primaries), ("color_trc", info.color_trc)):
-        if value:
-            options[key] = value
+    options.update(tags)
     out = ffmpeg.output(*streams, str(target), **options)
     return _with_globals(out.compile(cmd=ffmpeg_exe, overwrite_output=True), "-nostats", "-loglevel", "error")

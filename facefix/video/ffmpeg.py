@@ -148,7 +148,12 @@ def is_key_packet(fields: list[str]) -> bool:
 def missing_video(info: VideoInfo) -> str | None:
     """Why a video is cut short, or None: a file whose header (an MP4's moov atom written
     first) promises a duration its video packets stop far short of lost its end, and
-    restoring it would write a few frames and call it done."""
+    restoring it would write a few frames and call it done. Also a still image under a
+    video's name: ffmpeg reads a JPEG as a one-frame video."""
+    container = (info.container or "").split(",")[0].strip()
+    if container == "image2" or container.endswith("_pipe"):
+        kind = container.removesuffix("_pipe").upper() if container.endswith("_pipe") else "an image"
+        return f"a still image ({kind}), not a video: restore it with `facefix restore`"
     if not info.duration or not info.packet_times:
         return None
     first, last = info.packet_times[0], info.packet_times[-1]

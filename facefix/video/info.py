@@ -37,6 +37,7 @@ class VideoInfo:
     packet_times: tuple[float, ...] = ()  # presentation times (s) of the video packets, sorted
     keyframe_times: tuple[float, ...] = ()  # presentation times (s) of the key packets, sorted
     time_base: Fraction | None = None  # the video stream's
+    subtitles: int = 0  # subtitle streams, which the output does not carry
 
     @property
     def display_size(self) -> tuple[int, int]:
@@ -96,6 +97,7 @@ def parse_input_header(stderr: str, path: Path) -> VideoInfo:
     duration = None
     video: dict[str, Any] | None = None
     audio: list[str] = []
+    subtitles = 0
     current: str | None = None
     for line in lines:
         match = _DURATION.search(line)
@@ -108,6 +110,8 @@ def parse_input_header(stderr: str, path: Path) -> VideoInfo:
             current = None
             if kind == "Audio":
                 audio.append(description.split()[0].rstrip(","))
+            elif kind == "Subtitle":
+                subtitles += 1
             elif kind == "Video" and video is None and "(attached pic)" not in description:
                 video = _parse_video_description(description)
                 current = "video"
@@ -120,7 +124,8 @@ def parse_input_header(stderr: str, path: Path) -> VideoInfo:
         raise InputError(path, f"no video stream ({what})")
     if video.get("rotation", 0) % 90:
         video["rotation"] = 0  # odd angles: ffmpeg's autorotate ignores them too
-    return VideoInfo(path=path, container=container, duration=duration, audio=tuple(audio), **video)
+    return VideoInfo(path=path, container=container, duration=duration, audio=tuple(audio), subtitles=subtitles,
+                     **video)
 
 
 def _parse_video_description(description: str) -> dict[str, Any]:

@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from facefix import alignment
 from facefix.atomic import atomic_path
-from facefix.errors import FacefixError, InputError
+from facefix.errors import FacefixError, InputError, counted
 from facefix.pipeline import (
     MIN_EYE_DISTANCE,
     AlignedFace,
@@ -93,8 +93,9 @@ class VideoSummary:
 
     def line(self) -> str:
         fps = self.frames / self.seconds if self.seconds else 0.0
-        tracks = f"{self.tracks} face track{'' if self.tracks == 1 else 's'}"
-        return (f"{self.frames} frames, {self.faces} faces restored ({tracks}) in {self.seconds:.1f} s "
+        tracks = counted(self.tracks, "face track")
+        return (f"{counted(self.frames, 'frame')}, {counted(self.faces, 'face')} restored ({tracks}) in "
+                f"{self.seconds:.1f} s "
                 f"({fps:.2f} fps) -> {self.output}")
 
 
@@ -165,7 +166,8 @@ class VideoRestorer:
             # a face entering the picture is found without waiting for the next slot
             detections = None
             if (frame.index + options.first_index) % options.detect_every == 0 or tracker.active == 0:
-                found = detect(self.detector, frame.pixels)
+                # frames are detected whole: tiles would cost every frame seconds (4K: 6 tiles)
+                found = detect(self.detector, frame.pixels, options.faces.min_face_size, tiled=False)
                 detections = select_faces(found, frame.pixels.shape, options.faces)
             self._add("detect", started)
             started = time.perf_counter()
