@@ -54,6 +54,11 @@ def default_metrics(resolver: WeightsResolver) -> list[str]:
             if metric.weights is None or resolver.find_local(get_entry(metric.weights)) is not None]
 
 
+def skipped_metrics(chosen: list[str]) -> dict[str, str]:
+    """The metrics left out of ``chosen``, each with the weights entry it lacks."""
+    return {name: metric.weights or "" for name, metric in METRICS.items() if name not in chosen}
+
+
 def parse_metrics(text: str | None, resolver: WeightsResolver) -> list[str]:
     """``--metrics a,b,c`` as a list in the table's order; None: :func:`default_metrics`."""
     if text is None:
@@ -129,9 +134,14 @@ def evaluate(predictions: Path, ground_truth: Path, metrics: list[str] | None = 
     scorers = Scorers(metrics, resolver, device)
     rows, confusion, resized, shrunk = [], np.zeros((19, 19), np.int64), 0, 0
     embeddings: dict[str, list[np.ndarray]] = {"prediction": [], "truth": []}
+    failed: list[str] = []
     for predicted_path, truth_path in tqdm(pairs, desc="eval", unit="img", disable=quiet, file=sys.stderr):
-        original = predicted = read_image(predicted_path).bgr8()
-        truth = read_image(truth_path).bgr8()
+        try:  # one unreadable file is named and left out; the others are still scored
+            original = predicted = read_image(predicted_path).bgr8()
+            truth = read_image(truth_path).bgr8()
+        except FacefixError as error:
+            failed.append(str(error))
+            continue
         if predicted.shape[:2] != truth.shape[:2]:
             if predicted.shape[0] * predicted.shape[1] > truth.shape[0] * truth.shape[1]:
                 predicted = cv2.resize(predicted, (truth.shape[1], truth.shape[0]), interpolation=cv2.INTER_AREA)
@@ -171,6 +181,8 @@ def evaluate(predictions: Path, ground_truth: Path, metrics: list[str] | None = 
             row["miou"] = mean_iou(image_confusion)
             confusion += image_confusion
         rows.append(row)
+    if not rows:
+        raise FacefixError(f"no pair of {predictions} and {ground_truth} could be read: {failed[0]}")
     means = {key: float(np.nanmean([row[key] for row in rows])) for key in rows[0] if key != "file"}
     if "miou" in means:
         means["miou"] = mean_iou(confusion)  # over every pixel of the set, not a mean of per-image values
@@ -178,4 +190,5 @@ def evaluate(predictions: Path, ground_truth: Path, metrics: list[str] | None = 
         means["fd_sface"] = frechet_distance(np.array(embeddings["prediction"]), np.array(embeddings["truth"]))
     return {"predictions": str(predictions), "ground_truth": str(ground_truth), "count": len(rows),
             "metrics": [name for name in metrics], "y_channel": y_channel, "mean": means, "images": rows,
-            "unmatched": unmatched, "ground_truth_resized": resized, "predictions_resized": shrunk}
+            "unmatched": unmatched, "failed": failed, "ground_truth_resized": resized,
+            "predictions_resized": shrunk}

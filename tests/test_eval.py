@@ -40,8 +40,9 @@ def pairs(tmp_path_factory):
 def test_json_scores_equal_the_metrics(pairs):
     predicted, truth, _ = pairs
     result = invoke("eval", predicted, truth, "--json")
-    assert result.exit_code == 0, result.output
-    report = json.loads(result.output)
+    # a prediction without a ground truth is named, and the run says it is incomplete
+    assert result.exit_code == 1 and "stray.png" in result.stderr and "without a ground truth" in result.stderr
+    report = json.loads(result.stdout)
     assert report["count"] == 4 and report["unmatched"] == ["stray.png"] and report["ground_truth_resized"] == 4
     for row in report["images"]:
         prediction = read_image(predicted / row["file"]).bgr8()
@@ -54,6 +55,26 @@ def test_json_scores_equal_the_metrics(pairs):
     assert report["mean"]["psnr"] == pytest.approx(np.mean([row["psnr"] for row in report["images"]]))
 
 
+def test_an_unreadable_file_is_named_the_others_scored_and_skipped_metrics_said(pairs, tmp_path):
+    """One corrupt file aborted the whole evaluation; without --model-dir LPIPS, NIQE and
+    identity were dropped without a word."""
+    predicted, truth, _ = pairs
+    folder = tmp_path / "pred"
+    folder.mkdir()
+    for path in [path for path in sorted(predicted.glob("*.png")) if path.name != "stray.png"][:3]:
+        (folder / path.name).write_bytes(path.read_bytes())
+    broken = next(folder.iterdir())
+    broken.write_bytes(broken.read_bytes()[:100])
+    result = CliRunner(env={"FACEFIX_HOME": str(tmp_path / "home"), "FACEFIX_MODEL_DIR": ""}).invoke(
+        cli, ["eval", str(folder), str(truth), "--model-dir", str(tmp_path / "empty")])
+    assert result.exit_code == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and broken.name in errors[0]
+    assert result.stdout.split("mean (pred)")[1].split()[0] == "2"  # the two readable pairs
+    notes = [line for line in result.stderr.splitlines() if "skipped: their weights" in line]
+    assert len(notes) == 1 and "lpips" in notes[0] and "niqe" in notes[0] and "ids" in notes[0]
+
+
 def test_larger_predictions_are_scored_at_the_ground_truths_size(pairs, tmp_path):
     """An upsampled prediction (passthrough works on 1024 px crops) is shrunk, not the truth enlarged."""
     _, truth, _ = pairs
@@ -62,7 +83,7 @@ def test_larger_predictions_are_scored_at_the_ground_truths_size(pairs, tmp_path
     for image in truth.iterdir():
         face = read_image(image).bgr8()
         cv2.imwrite(str(larger / f"{image.stem}.png"), cv2.resize(face, (1024, 1024), interpolation=cv2.INTER_CUBIC))
-    report = json.loads(invoke("eval", larger, truth, "--json").output)
+    report = json.loads(invoke("eval", larger, truth, "--json").stdout)
     assert report["predictions_resized"] == 4 and report["ground_truth_resized"] == 0
     for row in report["images"]:
         face = read_image(next(truth.glob(f"{row['file'].rsplit('.', 1)[0]}.*"))).bgr8()
@@ -85,8 +106,8 @@ def test_parse_miou_with_a_chosen_parser(pairs, tmp_path):
     torch.save({"params_ema": parser["state_dict"], "config": parser["config"]}, parser_file)
     result = invoke("eval", predicted, truth, "--masks", masks, "--parser", "psfrgan", "--parser-weights", parser_file,
                     "--json")
-    assert result.exit_code == 0, result.output
-    report = json.loads(result.output)
+    assert result.exit_code == 1 and "stray.png" in result.stderr, result.output  # the stray has no ground truth
+    report = json.loads(result.stdout)
     assert report["parser"] == "psfrgan" and 0 <= report["mean"]["miou"] < 0.5  # random weights read faces badly
     assert all("miou" in row for row in report["images"])
 

@@ -35,7 +35,7 @@ def invoke(*args):
 def eval_json(*args) -> dict:
     result = invoke("eval", *args, "--json")
     assert result.exit_code == 0, result.output
-    return json.loads(result.output)
+    return json.loads(result.stdout)
 
 
 @pytest.fixture(scope="module")

@@ -35,7 +35,7 @@ def eval_command(predictions: Path, ground_truth: Path, metric_names: str | None
     NIQE, identity (ids/deg) and fd_sface, whichever have their weights[, parse-mIoU]."""
     from facefix import compose
     from facefix.errors import FacefixError
-    from facefix.evaluation import evaluate, parse_metrics
+    from facefix.evaluation import evaluate, parse_metrics, skipped_metrics
     from facefix.inference import select_device
     from facefix.weights import WeightsResolver
 
@@ -57,9 +57,20 @@ def eval_command(predictions: Path, ground_truth: Path, metric_names: str | None
         sys.exit(1)
     if parser is not None:
         result["parser"] = parser_name
+    skipped = skipped_metrics(metrics) if metric_names is None else {}
+    if skipped and not quiet:
+        click.echo(f"note: {', '.join(skipped)} skipped: their weights ({', '.join(dict.fromkeys(skipped.values()))}) "
+                   "are not on disk; give --model-dir, or `facefix weights download NAME` each", err=True)
+    for message in result["failed"]:
+        click.echo(f"error: {message}", err=True)
+    if result["unmatched"]:
+        shown = ", ".join(result["unmatched"][:10]) + (", ..." if len(result["unmatched"]) > 10 else "")
+        click.echo(f"error: {len(result['unmatched'])} prediction(s) without a ground truth of the same name in "
+                   f"{ground_truth}: {shown}", err=True)
+    incomplete = bool(result["failed"] or result["unmatched"])
     if as_json:
         click.echo(json.dumps(result, indent=2))
-        return
+        sys.exit(1 if incomplete else 0)
     columns = [name for name in result["mean"] if name != "miou"] + (["miou"] if parser is not None else [])
     click.echo(f"{'':<40} {'n':>5} " + " ".join(f"{name.upper():>9}" for name in columns))
     if per_image:
@@ -71,8 +82,6 @@ def eval_command(predictions: Path, ground_truth: Path, metric_names: str | None
     notes = []
     if y_channel:
         notes.append("PSNR, SSIM and MS-SSIM on luminance (MATLAB's rgb2gray)")
-    if result["unmatched"]:
-        notes.append(f"{len(result['unmatched'])} file(s) without a ground truth skipped")
     if result["ground_truth_resized"]:
         notes.append(f"ground truth resized to the prediction's size for {result['ground_truth_resized']} file(s)")
     if result["predictions_resized"]:
@@ -83,3 +92,7 @@ def eval_command(predictions: Path, ground_truth: Path, metric_names: str | None
         notes.append(f"mIoU by parser {parser_name}, over all pixels of the set")
     for note in notes:
         click.echo(f"note: {note}", err=True)
+    if incomplete:
+        click.echo(f"{result['count']} scored; {len(result['failed'])} unreadable, {len(result['unmatched'])} "
+                   "without a ground truth", err=True)
+        sys.exit(1)
