@@ -48,7 +48,7 @@ def apply_backend(
         backend = "onnx" if device == "cpu" and exportable and precision == "fp32" else "torch"
         if backend == "onnx":
             try:
-                runner = onnx_backend(restorer, device, onnx_path, cache_dir)
+                runner = onnx_backend(restorer, device, onnx_path, cache_dir, note=warn)
                 return runner, f"onnxruntime {runner.provider}"
             except Exception as error:  # auto never fails where PyTorch would work...
                 if onnx_path is not None:  # ...but a file the user named is theirs to fix
@@ -59,7 +59,7 @@ def apply_backend(
         if not exportable and onnx_path is None:
             raise FacefixError("--backend onnx runs a restorer on its own; this one takes parsing maps from "
                                "--parser: drop --parser or use --backend torch")
-        runner = onnx_backend(restorer, device, onnx_path, cache_dir)
+        runner = onnx_backend(restorer, device, onnx_path, cache_dir, note=warn)
         return runner, f"onnxruntime {runner.provider}"
     if not isinstance(restorer, TorchRestorer):
         return restorer, ""
@@ -93,7 +93,7 @@ def parser_backend(parser: Any, backend: str, device: str, cache_dir: Path, warn
     if backend == "auto" and device != "cpu":
         return parser, "torch"
     try:
-        runner = onnx_parser(parser, device, cache_dir)
+        runner = onnx_parser(parser, device, cache_dir, note=warn)
     except Exception as error:
         if backend == "onnx":
             raise FacefixError(f"--backend onnx: the parser {parser.name} does not run in onnxruntime "

@@ -90,6 +90,9 @@ def choose(kind: str, name: str | None, resolver: WeightsResolver) -> ComponentS
     ordered = ranked(kind)
     if not ordered:
         raise ComponentError(f"no {kind} is registered: install a plugin that provides one")
+    # unranked components run only when named (the anime upsampler must not enlarge photos
+    # because its file happens to be on disk), unless none of the kind has a rank
+    ordered = [spec for spec in ordered if spec.rank is not None] or ordered
     for spec in ordered:
         if weights_available(spec, resolver):
             return spec
@@ -157,19 +160,41 @@ def _default_note(spec: ComponentSpec) -> str | None:
             f"for {first.name} run {get} or pass --model-dir")
 
 
-def licence_note(spec: ComponentSpec) -> str | None:
-    """A line for a component whose weights may not be used commercially, else None."""
+def licence_note(spec: ComponentSpec, weights_file: Path | None = None) -> str | None:
+    """A line for a component whose weights may not be used commercially, else None. With
+    ``weights_file`` (``--weights``), only when that file is the released one (by its
+    SHA-256, or by its name where the release has no published digest): a user's own
+    trained ``compact`` or ``psfrgan`` file is theirs, not the release's."""
+    from facefix.weights import sha256_file
+
     restricted = []
+    digest = None
     for name in spec.weights:
         try:
-            licence = get_entry(name).license
+            entry = get_entry(name)
         except Exception:
             continue
-        if "non-commercial" in licence.lower() and licence not in restricted:
-            restricted.append(licence)
+        if "non-commercial" not in entry.license.lower() or entry.license in restricted:
+            continue
+        if weights_file is not None:
+            if entry.sha256 is None:
+                if Path(weights_file).name != entry.filename:
+                    continue
+            else:
+                try:
+                    digest = digest or sha256_file(weights_file)
+                except OSError:
+                    continue
+                if digest != entry.sha256:
+                    continue
+        restricted.append(entry.license)
     if not restricted:
         return None
     return f"facefix: note: {spec.name}'s weights are licensed {'; '.join(restricted)}"
+
+
+def _silent(message: str) -> None:
+    """The note of a --quiet run: nothing."""
 
 
 def assemble(selection: ComponentSelection, *, aligned: bool = False, quiet: bool = False,
@@ -193,14 +218,16 @@ def assemble(selection: ComponentSelection, *, aligned: bool = False, quiet: boo
     else:
         restorer_spec = choose("restorer", selection.restorer, resolver)
         detected = ""
-    if not quiet:
-        # The licence comes first: it is what a user of restricted weights must not miss.
-        messages = [licence_note(restorer_spec)]
-        if selection.restorer is None and selection.weights is None:
-            messages.append(_default_note(restorer_spec))
-        for message in messages:
-            if message:
-                note(message)
+    # The licence comes first and even under --quiet: it is what a user of restricted weights
+    # must not miss. Every other note --quiet silences.
+    messages = [licence_note(restorer_spec, selection.weights)]
+    if not quiet and selection.restorer is None and selection.weights is None:
+        messages.append(_default_note(restorer_spec))
+    for message in messages:
+        if message:
+            note(message)
+    if quiet:
+        note = _silent
     restorer, how = _build_restorer(restorer_spec, selection, torch_device, resolver, note)
     built: dict[str, Any] = {"restorer": restorer}
     names = {"restorer": restorer_spec.name}

@@ -316,7 +316,12 @@ def cached_export_path(restorer: Any, cache_dir: Path) -> Path:
     return cache_dir / f"{restorer.name or 'restorer'}-{digest}.onnx"
 
 
-def onnx_backend(restorer: Any, device: str, onnx_path: Path | None, cache_dir: Path) -> OnnxRestorer:
+def _to_stderr(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def onnx_backend(restorer: Any, device: str, onnx_path: Path | None, cache_dir: Path,
+                 note: Callable[[str], None] = _to_stderr) -> OnnxRestorer:
     """Run ``restorer`` through onnxruntime: from ``onnx_path``, or from a cached export."""
     if onnx_path is None:
         if not hasattr(restorer, "export_module"):
@@ -324,7 +329,7 @@ def onnx_backend(restorer: Any, device: str, onnx_path: Path | None, cache_dir: 
         onnx_path = cached_export_path(restorer, cache_dir)
 
         def export() -> None:
-            print(f"facefix: exporting {restorer.name or 'the restorer'} to ONNX once: {onnx_path}", file=sys.stderr)
+            note(f"facefix: exporting {restorer.name or 'the restorer'} to ONNX once: {onnx_path}")
             export_restorer(restorer, onnx_path, dynamic_batch=True, separate_weights=True)
 
         runner = from_cache(onnx_path, export, lambda: OnnxRestorer(onnx_path, device, restorer.normalization,
@@ -408,12 +413,12 @@ class OnnxParser:
                            network_input if self.size_multiple else None)
 
 
-def onnx_parser(parser: Any, device: str, cache_dir: Path) -> OnnxParser:
+def onnx_parser(parser: Any, device: str, cache_dir: Path, note: Callable[[str], None] = _to_stderr) -> OnnxParser:
     """Run ``parser`` through onnxruntime from a cached export (one per weights file)."""
     path = cached_export_path(parser, cache_dir)
 
     def export() -> None:
-        print(f"facefix: exporting the {parser.name or 'parser'} parser to ONNX once: {path}", file=sys.stderr)
+        note(f"facefix: exporting the {parser.name or 'parser'} parser to ONNX once: {path}")
         report = export_parser(parser, path, separate_weights=True)
         if report.max_abs_difference > 0.01:
             remove_export(path)

@@ -16,7 +16,6 @@ Lanczos beside the network, 16-bit kept 16-bit).
 
 from __future__ import annotations
 
-import sys
 import warnings
 from pathlib import Path
 from typing import Any, Callable
@@ -229,13 +228,13 @@ def upsampler_backend(upsampler: Any, backend: str, device: str, cache_dir: Path
         backend = "onnx" if device == "cpu" else "torch"
         if backend == "onnx":
             try:
-                return _onnx_upsampler(upsampler, device, cache_dir), "onnxruntime"
+                return _onnx_upsampler(upsampler, device, cache_dir, warn), "onnxruntime"
             except Exception as error:  # auto never fails where PyTorch works
                 warn(f"facefix: onnxruntime not used for {upsampler.name} "
                      f"({brief(error, 200)}); running in PyTorch")
                 backend = "torch"
     if backend == "onnx":
-        return _onnx_upsampler(upsampler, device, cache_dir), "onnxruntime"
+        return _onnx_upsampler(upsampler, device, cache_dir, warn), "onnxruntime"
     if backend == "compile":
         import torch
 
@@ -243,11 +242,12 @@ def upsampler_backend(upsampler: Any, backend: str, device: str, cache_dir: Path
     return upsampler, f"torch{' compiled' if backend == 'compile' else ''}"
 
 
-def _onnx_upsampler(upsampler: TorchUpsampler, device: str, cache_dir: Path) -> OnnxUpsampler:
+def _onnx_upsampler(upsampler: TorchUpsampler, device: str, cache_dir: Path,
+                    note: Callable[[str], None]) -> OnnxUpsampler:
     path = cached_export_path(upsampler, cache_dir)
 
     def export() -> None:
-        print(f"facefix: exporting {upsampler.name or 'the upsampler'} to ONNX once: {path}", file=sys.stderr)
+        note(f"facefix: exporting {upsampler.name or 'the upsampler'} to ONNX once: {path}")
         export_upsampler(upsampler, path, separate_weights=True)
 
     return from_cache(path, export, lambda: OnnxUpsampler(path, scale=upsampler.scale, tile=upsampler.tile,

@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import shared_path
+from conftest import PROJECT, shared_path
 from facefix.cli import cli
 
 PHOTO = "facexlib__assets_test2.jpg"
 
 
-def run(*args: object):
-    return CliRunner().invoke(cli, [*map(str, args)], catch_exceptions=False)
+def run(*args: object, env: dict[str, str] | None = None):
+    return CliRunner(env=env).invoke(cli, [*map(str, args)], catch_exceptions=False)
 
 
 def test_an_image_as_the_output_is_written_as_that_file(tmp_path):
@@ -167,6 +167,44 @@ def test_a_run_with_non_commercial_weights_says_so_first(tmp_path):
     assert assembly.names["restorer"] == "compact"
     assert notes[0].startswith("facefix: note: compact's weights are licensed") and "non-commercial" in notes[0]
     assert "so compact restores" in notes[1]  # then why it was the one that ran
+
+
+def test_the_licence_note_belongs_to_the_released_file_and_survives_quiet(tmp_path):
+    """A user's own trained compact file got the release's non-commercial note; -q hid the
+    note the README says every run prints first."""
+    import torch
+
+    from facefix import compose
+
+    shipped = PROJECT / "weights" / "facefix_compact_v1.pth"
+    state = torch.load(shipped, weights_only=True)
+    own = tmp_path / "my_compact.pth"
+    key = next(key for key, value in state["params_ema"].items() if value.is_floating_point())
+    state["params_ema"][key] = state["params_ema"][key] + 0.01  # trained further: another file
+    torch.save(state, own)
+    for weights, expected in ((shipped, True), (own, False)):
+        notes: list[str] = []
+        compose.assemble(compose.ComponentSelection(blender="soft", weights=weights), note=notes.append)
+        assert any("licensed" in note for note in notes) == expected, (weights, notes)
+    result = run("restore", shared_path("photos", "facexlib__assets_test2.jpg"), tmp_path / "out", "-q")
+    assert result.exit_code == 0
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith("facefix: note: compact's weights are licensed")
+    assert not any("so compact restores" in line or "exporting" in line for line in lines)
+
+
+def test_gfpgan_spellings_and_weights_by_component_name(tmp_path):
+    result = run("restore", shared_path("photos", "facexlib__assets_test2.jpg"), tmp_path / "out", "-v", "1.3",
+                 "--bg_upsampler", "realesrgan-x2plus", "--model-dir", tmp_path, env={"FACEFIX_OFFLINE": "1"})
+    # GFPGAN's -v 1.3 is the v1.3 release, which needs its download: one line naming it
+    assert result.exit_code == 1 and "GFPGANv1.3.pth" in result.stderr
+    conflict = run("restore", "x.jpg", tmp_path / "o", "-v", "1.4", "--restorer", "compact")
+    assert conflict.exit_code == 2 and "-v 1.4 is --restorer gfpgan" in conflict.output
+    shipped = run("weights", "download", "compact")
+    assert shipped.exit_code == 0 and "ships with facefix" in shipped.stderr
+    assert shipped.stdout.strip().endswith("facefix_compact_v1.pth")
+    located = run("weights", "path", "compact")
+    assert located.exit_code == 0 and located.stdout.strip().endswith("facefix_compact_v1.pth")
 
 
 def face_box(image: np.ndarray) -> tuple[slice, slice]:

@@ -49,18 +49,27 @@ def facefusion_file(folder: Path, key: str, size: int, with_weight: bool = False
 
 
 def test_every_facefusion_enhancer_is_registered_with_its_file_mirrors_and_licence():
-    names = {"gfpgan-1.2": 512, "gfpgan-1.3": 512, "gfpgan-1.4": 512, "gpen-bfr-256": 256, "gpen-bfr-512": 512,
-             "gpen-bfr-1024": 1024, "gpen-bfr-2048": 2048, "codeformer": 512, "restoreformer-plus-plus": 512}
+    names = {"facefusion-gfpgan-1.2": 512, "facefusion-gfpgan-1.3": 512, "facefusion-gfpgan-1.4": 512,
+             "gpen-bfr-256": 256, "gpen-bfr-512": 512, "gpen-bfr-1024": 1024, "gpen-bfr-2048": 2048,
+             "codeformer": 512, "restoreformer-plus-plus": 512}
     for name in names:
         spec = plugins.get_component("restorer", name)
-        assert plugins.get_component("restorer", name.replace("-", "_")).name == name  # facefusion's spelling
+        key = name.removeprefix("facefusion-").replace("-", "_")
+        assert plugins.get_component("restorer", key).name == name  # facefusion's spelling
         entry = get_entry(spec.weights[0])
-        key = name.replace("-", "_")
         assert entry.filename == f"{key}.onnx" and not entry.pinned
         assert entry.urls == (f"https://github.com/facefusion/facefusion-assets/releases/download/models-3.0.0/{key}.onnx",
                               f"https://huggingface.co/facefusion/models-3.0.0/resolve/main/{key}.onnx")
-        commercial = name.startswith(("gfpgan", "restoreformer"))
+        commercial = key.startswith(("gfpgan", "restoreformer"))
         assert ("non-commercial" in entry.license) is not commercial, name
+
+
+def test_facefusions_gfpgan_exports_are_named_apart_from_facefixs_own():
+    """'gfpgan-1.4' (facefusion's ONNX) and 'gfpgan-v1.4' (the native network) differed by
+    one letter."""
+    assert plugins.get_component("restorer", "gfpgan_1.4").name == "facefusion-gfpgan-1.4"
+    assert plugins.get_component("restorer", "gfpgan-v1.4").name == "gfpgan"
+    assert plugins.find(plugins.components("restorer"), "gfpgan-1.4") is None
 
 
 def test_plugins_json_lists_the_face_models_with_licence_and_status(tmp_path):

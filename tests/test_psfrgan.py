@@ -186,6 +186,23 @@ def test_parse_blender_uses_the_psfrgan_parser(parser_checkpoint, tmp_path, shar
     assert not np.array_equal(outputs["soft"], outputs["parse"])
 
 
+def test_export_of_a_generator_alone_takes_its_parser_from_parser_weights(parser_checkpoint, tmp_path):
+    """The file was ignored and the official parser's download tried instead (restore used it)."""
+    generator = golden("generator_main")
+    alone = tmp_path / "generator.pth"
+    torch.save({"params_ema": generator["state_dict"],
+                "config": {k: v for k, v in generator["config"].items() if k != "lq_size"}}, alone)
+    offline = CliRunner(env={"FACEFIX_OFFLINE": "1", "FACEFIX_HOME": str(tmp_path / "home")})
+    exported = offline.invoke(cli, ["export", "psfrgan", "--weights", str(alone), "--parser-weights",
+                                    str(parser_checkpoint), "-o", str(tmp_path / "g.onnx"), "--model-dir",
+                                    str(tmp_path)])
+    assert exported.exit_code == 0, exported.output
+    import onnx
+
+    graph = onnx.load(str(tmp_path / "g.onnx"), load_external_data=False).graph
+    assert any("parser" in item.name for item in graph.initializer)
+
+
 def test_export_pair_then_onnx_backend_within_one_level(pair_checkpoint, tmp_path):
     face = shared_path("photos", ADELE)
     exported = invoke("export", "psfrgan", "--weights", pair_checkpoint, "-o", tmp_path / "pair.onnx", "--sample", face)

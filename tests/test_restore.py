@@ -153,7 +153,7 @@ def test_face_choice_options(tmp_path, shared_weights):
     photo = shared_path("photos", GROUP_PHOTO)
     for option in ("--only-center-face", "--largest-face"):
         result = restore(photo, tmp_path / option, *passthrough_args(shared_weights), option, "--quiet")
-        assert "1 faces restored" in result.output, option
+        assert "1 face restored" in result.output, option
     result = restore(photo, tmp_path / "big", *passthrough_args(shared_weights), "--min-face-size", "105", "--quiet")
     restored = int(result.output.split("; ")[1].split()[0])
     assert restored == 3  # boxes of 93-110 px: three are 105 px or more

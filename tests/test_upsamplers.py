@@ -17,7 +17,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from conftest import psnr, read_any, shared_path
+from conftest import psnr, read_any
 from facefix import compose, plugins
 from facefix.cli import cli
 from facefix.errors import WeightsError
@@ -166,11 +166,20 @@ def test_upscale_command_tiled_equals_untiled_and_the_export_runs(shared_weights
                                  "--model-dir", str(shared_weights), "--scale", "2", "--quiet"])
     assert halved.exit_code == 0 and read_any(tmp_path / "x2" / photo.name).shape == (height * 2, width * 2, 3)
 
-    exported = runner.invoke(cli, ["export", "realesr-compact", "--model-dir", str(shared_weights),
-                                   "-o", str(tmp_path / "anime.onnx")])
+    exported = runner.invoke(cli, ["export", "realesr-compact", "--variant", "animevideov3", "--model-dir",
+                                   str(shared_weights), "-o", str(tmp_path / "anime.onnx")])
     assert exported.exit_code == 0 and "any height and width" in exported.output, exported.output
     difference = float(exported.output.split("max |onnxruntime - torch| = ")[1].split()[0])
     assert difference < 1 / 255
+
+
+def test_upscale_defaults_to_a_photo_model_even_with_only_the_anime_one_on_disk(shared_weights, photos, tmp_path):
+    """The anime model enlarged photos because its file was on disk; it runs only when named."""
+    photo = photos / "facexlib__assets_test2.jpg"
+    result = CliRunner(env={"FACEFIX_OFFLINE": "1", "FACEFIX_HOME": str(tmp_path / "home")}).invoke(
+        cli, ["upscale", str(photo), str(tmp_path / "out"), "--model-dir", str(shared_weights)])
+    assert result.exit_code == 1 and "RealESRGAN_x4plus.pth" in result.output, result.output
+    assert "animevideov3" not in result.output
 
 
 def test_upscale_goes_on_past_a_bad_file_and_exits_non_zero(shared_weights, photos, tmp_path):

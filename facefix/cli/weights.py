@@ -134,7 +134,14 @@ def list_command(options: _Options, as_json: bool, long_table: bool) -> None:
 def download_command(options: _Options, name: str, force: bool, quiet: bool) -> None:
     """Download NAME into the cache, verified, and print its path. NAME is a weights name
     (`facefix weights list`) or a component's (`gfpgan`: the file it uses by default)."""
+    from facefix.weights import bundled_dir
+
     entry = entry_for(name)
+    shipped = bundled_dir() / entry.filename
+    if not entry.urls and shipped.is_file():  # nothing to fetch: it came with facefix
+        click.echo(f"facefix: {entry.name} ships with facefix; nothing to download", err=True)
+        click.echo(str(shipped))
+        return
     path = _resolver(options, progress=not quiet).download(entry, force=force)
     click.echo(str(path))
 
@@ -163,7 +170,7 @@ def entry_for(name: str):
 def verify_command(options: _Options, names: tuple[str, ...]) -> None:
     """Check local files against their sha256 (default: all)."""
     resolver = _resolver(options, allow_download=False)
-    entries = [get_entry(name) for name in names] if names else sorted(weights_entries().values(), key=lambda e: e.name)
+    entries = [entry_for(name) for name in names] if names else sorted(weights_entries().values(), key=lambda e: e.name)
     mismatches = 0
     for entry in entries:
         path, verdict = resolver.verify(entry)
@@ -179,5 +186,6 @@ def verify_command(options: _Options, names: tuple[str, ...]) -> None:
 @_pass_options
 @_errors_to_exit
 def path_command(options: _Options, name: str) -> None:
-    """Print the local path of NAME (never downloads)."""
-    click.echo(str(_resolver(options, allow_download=False).resolve(name)))
+    """Print the local path of NAME (never downloads). NAME is a weights name or a component's,
+    as for `facefix weights download`."""
+    click.echo(str(_resolver(options, allow_download=False).resolve(entry_for(name))))

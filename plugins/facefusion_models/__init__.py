@@ -42,13 +42,16 @@ class FaceModel:
 
     @property
     def name(self) -> str:
-        return self.key.replace("_", "-")
+        # facefusion's GFP-GAN exports are named apart from facefix's own GFP-GAN restorers:
+        # 'gfpgan-1.4' and 'gfpgan-v1.4' differed by one letter
+        hyphenated = self.key.replace("_", "-")
+        return f"facefusion-{hyphenated}" if self.key.startswith("gfpgan") else hyphenated
 
     @property
     def entry(self) -> WeightsEntry:
         filename = f"{self.key}.onnx"
         return WeightsEntry(
-            name=f"facefusion-{self.name}", filename=filename,
+            name=f"facefusion-{self.key.replace('_', '-')}", filename=filename,
             urls=tuple(url.format(release=_RELEASE, file=filename) for url in _MIRRORS),
             license=self.license, component=f"restorer:{self.name}",
             description=f"facefusion's ONNX export of {self.title}, {self.size} px",

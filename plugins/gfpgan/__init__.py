@@ -26,7 +26,8 @@ VARIANTS = (
     WeightsVariant("v1.4", _release(
         "gfpgan-v1.4", "GFPGANv1.4.pth", "v1.3.4", "e2cd4703ab14f4d01fd1383a8a8b266f9a5833dacee8e6a79d3bf21a1b6be5ad",
         348632874, "gfpgan", "GFP-GAN v1.4, clean architecture, channel multiplier 2"),
-        description="GFP-GAN v1.4 (clean, 512 px): the usual choice"),
+        description="GFP-GAN v1.4 (clean, 512 px): the usual choice",
+        names=("gfpgan", "gfpgan-v1.4")),  # listed as gfpgan; gfpgan-v1.4 as its weights and the others are named
     WeightsVariant("v1.3", _release(
         "gfpgan-v1.3", "GFPGANv1.3.pth", "v1.3.0", "c953a88f2727c85c3d9ae72e2bd4846bbaf59fe6972ad94130e23e7017524a70",
         348632874, "gfpgan-v1.3", "GFP-GAN v1.3, clean architecture, channel multiplier 2"),

@@ -150,12 +150,14 @@ class PSFRRestorer(TorchRestorer):
 
 
 def restorer(network: LoadedNetwork, context: ComponentContext, name: str) -> PSFRRestorer:
-    """The generator, with the parser its file carries, else the released parser, unless
-    ``--parser`` supplies the maps."""
+    """The generator, with the parser its file carries, else ``--parser-weights`` (export) or
+    the released parser, unless ``--parser`` supplies the maps."""
     external = context.parser is not None
     parser_network = network.companions.get("parser")
     if parser_network is None and not external:
         parser_card = network.card.carries["parser"]
-        parser_network = load_network(parser_card, context.resolve_weights(parser_card.default_variant.weights_name))
+        # export's --parser-weights names the file; otherwise the released parser
+        parser_file = context.parser_weights or context.resolve_weights(parser_card.default_variant.weights_name)
+        parser_network = load_network(parser_card, parser_file)
     return PSFRRestorer(network.module, parser_network.module if parser_network is not None else None,
                         network.path, context.device, external_parsing=external, name=name)

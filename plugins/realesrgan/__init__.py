@@ -45,6 +45,7 @@ RRDB_CARD = NetworkCard(
     infer_config=lazy("facefix_plugins.realesrgan.arch:infer_rrdb"),
     component=lazy("facefix_plugins.realesrgan.network:rrdb_upsampler"),
     precisions=("fp32",),
+    rank=10,  # x4plus, for photos: `facefix upscale`'s default
     variants=(WeightsVariant("x4plus", X4PLUS, X4PLUS.description, names=("realesrgan-x4plus",)),
               WeightsVariant("x2plus", X2PLUS, X2PLUS.description, names=("realesrgan-x2plus",))),
     tiny_config={"num_feat": 8, "num_block": 1, "num_grow_ch": 4, "scale": 2},
@@ -58,8 +59,9 @@ COMPACT_CARD = NetworkCard(
     infer_config=lazy("facefix_plugins.realesrgan.arch:infer_srvgg"),
     component=lazy("facefix_plugins.realesrgan.network:srvgg_upsampler"),
     precisions=("fp32",),
-    variants=(WeightsVariant("animevideov3", ANIMEVIDEO_V3, ANIMEVIDEO_V3.description, names=("realesr-animevideov3",)),
-              WeightsVariant("general-x4v3", GENERAL_X4V3, GENERAL_X4V3.description, names=("realesr-general-x4v3",))),
+    rank=20,  # general-x4v3; the anime model runs only when named
+    variants=(WeightsVariant("general-x4v3", GENERAL_X4V3, GENERAL_X4V3.description, names=("realesr-general-x4v3",)),
+              WeightsVariant("animevideov3", ANIMEVIDEO_V3, ANIMEVIDEO_V3.description, names=("realesr-animevideov3",))),
     tiny_config={"num_feat": 8, "num_conv": 2, "upscale": 2},
 )
 
