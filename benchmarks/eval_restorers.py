@@ -1,15 +1,18 @@
 """Score restorers on one fixed degraded set, through the user-facing commands only.
 
     python benchmarks/eval_restorers.py --faces ../shared/faces/val512/images --work runs/eval \\
-        [--preset gfpgan] [--seed 0] [--size 512] \\
+        [--preset gfpgan] [--seed 0] [--size 512] [--low-resolution PX] \\
         --restorer passthrough --restorer compact \\
         --restorer "gfpgan 128 px=gfpgan:runs/gfpgan_cpu128_phase2/final.pth"
 
-Super-resolvers: ``--preset none --degrade-config benchmarks/configs/bicubic_x16.json
---baseline "bicubic x16"`` makes the inputs by shrinking each face 16 times (area) and
-enlarging it back bicubically, which is also the bicubic baseline's row; ``facefix
-restore --aligned`` shrinks them again to the restorer's input size. ``--restore-args
-"LABEL=--parser psfrgan --parser-weights FILE"`` gives one row's restore more options.
+Super-resolvers: ``--low-resolution 8 --size 128 --baseline "bicubic x16"`` gives each
+restorer the faces shrunk to 8 px (``facefix degrade --preset none --size 8``: area), the
+targets at 128 px (``--size 128``), and as the baseline row those same 8 px faces enlarged
+bicubically to 128 px (``facefix degrade --size 128`` of them). Or ``--preset none
+--degrade-config benchmarks/configs/bicubic_x16.json``: the inputs are the faces shrunk 16
+times and enlarged back bicubically (also the baseline row), which ``facefix restore
+--aligned`` shrinks again to the restorer's input size. ``--restore-args "LABEL=--parser
+psfrgan --parser-weights FILE"`` gives one row's restore more options.
 
 It runs ``facefix degrade`` once (``--save-hq`` keeps the exact targets), then for each
 ``--restorer [LABEL=]NAME[:WEIGHTS]`` ``facefix restore --aligned`` and ``facefix eval
@@ -60,6 +63,8 @@ def main() -> None:
     parser.add_argument("--size", default="512")
     parser.add_argument("--degrade-config", help="JSON overrides of the preset (facefix degrade --config)")
     parser.add_argument("--baseline", default="degraded input", help="label of the inputs' own row")
+    parser.add_argument("--low-resolution", metavar="PX",
+                        help="super-resolvers: inputs shrunk to PX (area), baseline their bicubic enlargement to --size")
     parser.add_argument("--restorer", action="append", default=[], help="[LABEL=]NAME[:WEIGHTS]; repeat")
     parser.add_argument("--restore-args", action="append", default=[], metavar="LABEL=ARGS",
                         help="more `facefix restore` options for one restorer's row, e.g. "
@@ -68,7 +73,15 @@ def main() -> None:
     args = parser.parse_args()
 
     degraded, targets = args.work / "degraded", args.work / "targets"
-    if not degraded.exists():
+    inputs = degraded
+    if args.low_resolution:
+        inputs = args.work / f"low{args.low_resolution}"
+        if not degraded.exists():
+            facefix("degrade", str(args.faces), str(targets), "--preset", "none", "--size", args.size, "--quiet")
+            facefix("degrade", str(args.faces), str(inputs), "--preset", "none", "--size", args.low_resolution,
+                    "--quiet")
+            facefix("degrade", str(inputs), str(degraded), "--preset", "none", "--size", args.size, "--quiet")
+    elif not degraded.exists():
         extra = ["--config", args.degrade_config] if args.degrade_config else []
         facefix("degrade", str(args.faces), str(degraded), "--preset", args.preset, "--seed", args.seed,
                 "--size", args.size, "--save-hq", str(targets), "--quiet", *extra)
@@ -82,7 +95,7 @@ def main() -> None:
     for text in args.restorer:
         label, name, weights = parse_restorer(text)
         out = args.work / label.replace(" ", "_").replace("/", "_")
-        command = ["restore", str(degraded), str(out), "--aligned", "--restorer", name, "--quiet"]
+        command = ["restore", str(inputs), str(out), "--aligned", "--restorer", name, "--quiet"]
         if weights:
             command += ["--weights", weights]
         if args.model_dir:
@@ -94,8 +107,12 @@ def main() -> None:
 
     base = baseline["mean"]["psnr"]
     overrides = f" --config {args.degrade_config}" if args.degrade_config else ""
-    print(f"{baseline['count']} faces of {args.faces}, `facefix degrade --preset {args.preset} --seed {args.seed} "
-          f"--size {args.size}{overrides}`\n")
+    if args.low_resolution:
+        print(f"{baseline['count']} faces of {args.faces} at {args.low_resolution} px (`facefix degrade --preset none "
+              f"--size {args.low_resolution}`), scored at {args.size} px\n")
+    else:
+        print(f"{baseline['count']} faces of {args.faces}, `facefix degrade --preset {args.preset} --seed {args.seed} "
+              f"--size {args.size}{overrides}`\n")
     columns = [column for column in COLUMNS if column[0] in baseline["mean"]]
     print("| | mean PSNR | change | " + " | ".join(title for _, title, _ in columns) + " | faces above their input |")
     print("|---|---:|---:|" + "---:|" * len(columns) + "---:|")
