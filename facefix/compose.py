@@ -226,9 +226,10 @@ def assemble(selection: ComponentSelection, *, aligned: bool = False, quiet: boo
     for message in messages:
         if message:
             note(message)
+    ignored = note  # an option the chosen restorer ignores (--fidelity) is said even under --quiet
     if quiet:
         note = _silent
-    restorer, how = _build_restorer(restorer_spec, selection, torch_device, resolver, note)
+    restorer, how = _build_restorer(restorer_spec, selection, torch_device, resolver, ignored, note)
     built: dict[str, Any] = {"restorer": restorer}
     names = {"restorer": restorer_spec.name}
     chosen = [f"restorer {restorer_spec.name}{detected}" + (f" ({how})" if how else "")]
@@ -273,14 +274,14 @@ def assemble(selection: ComponentSelection, *, aligned: bool = False, quiet: boo
 
 
 def _build_restorer(spec: ComponentSpec, selection: ComponentSelection, device: str, resolver: WeightsResolver,
-                    note: Callable[[str], None]) -> tuple[Any, str]:
+                    note: Callable[[str], None], backend_note: Callable[[str], None]) -> tuple[Any, str]:
     from facefix.backends import apply_backend
     from facefix.weights import default_cache_dir
 
     restorer = build(spec, device=device, resolver=resolver, selection=selection, weights_path=selection.weights,
                      note=note)
     return apply_backend(restorer, selection.backend, selection.precision, device, selection.onnx,
-                         default_cache_dir().parent / "onnx", warn=note)
+                         default_cache_dir().parent / "onnx", warn=backend_note)
 
 
 def _build_parser(spec: ComponentSpec, selection: ComponentSelection, device: str, resolver: WeightsResolver,
@@ -318,7 +319,7 @@ def rebuild(selection: ComponentSelection, names: dict[str, str], kinds: tuple[s
             continue
         spec = choose(kind, names[kind], resolver)
         if kind == "restorer":
-            built[kind], _ = _build_restorer(spec, selection, device, resolver, note=lambda message: None)
+            built[kind], _ = _build_restorer(spec, selection, device, resolver, note=_silent, backend_note=_silent)
         elif kind == "upsampler":
             built[kind], _ = build_upsampler(spec, selection, device, resolver, note=lambda message: None)
         elif kind == "parser":
